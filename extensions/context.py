@@ -1,0 +1,212 @@
+"""What each answer means for the generated code, kept as data in one place.
+
+Templates never branch on raw answers to pick a driver, a URL scheme or a class name: they read the
+objects this hook puts in the context (`db`, `driver`, `mode`, `pk`). A new backend or driver is one
+more entry in the tables below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from copier_template_extensions import ContextHook
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A DB-API driver as SQLAlchemy and PyPI know it."""
+
+    drivername: str
+    """The SQLAlchemy URL scheme, e.g. `postgresql+asyncpg`."""
+    requirement: str
+    """The PyPI requirement, or "" for a driver in the standard library."""
+    connect_timeout_arg: str | None = None
+    """The `connect_args` key that bounds how long opening a connection may take."""
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database backend and the drivers used for it in each SQLAlchemy mode."""
+
+    label: str
+    url_backends: tuple[str, ...]
+    """Backend names accepted in DATABASE_URL and normalised to the project's driver."""
+    timezone_aware: bool
+    """Whether `DateTime(timezone=True)` keeps the offset (else UTC is stored naive)."""
+    pooled: bool
+    """Whether the engine gets the pool settings (a server database with a QueuePool)."""
+    drivers: dict[str, Driver]
+    default_url: str
+    """The development URL, after `{driver}` and `{name}` are filled in."""
+    test_server_url: str | None
+    """Where the generated tests create their throwaway database, or None for a temporary file."""
+    unreachable_url: str
+    """A URL no database answers at, for the generated tests of outages."""
+
+    @property
+    def url_backends_set(self) -> str:
+        """`url_backends` as a Python set literal."""
+        return "{" + ", ".join(f'"{name}"' for name in self.url_backends) + "}"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Names that differ between the asyncio and the blocking SQLAlchemy APIs."""
+
+    is_async: bool
+    sqlalchemy_requirement: str
+    engine_module: str
+    create_engine: str
+    engine_class: str
+    connection_class: str
+    sessionmaker: str
+    session_class: str
+    session_iterator: str
+    context_manager: str
+    test_client_import: str
+    test_client_requirement: str
+    test_client_class: str
+    async_: str = field(init=False)
+    """Put before `def`, `with` and `for`: "async " or ""."""
+    await_: str = field(init=False)
+    """Put before a call that does I/O: "await " or ""."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "async_", "async " if self.is_async else "")
+        object.__setattr__(self, "await_", "await " if self.is_async else "")
+
+
+@dataclass(frozen=True)
+class PrimaryKey:
+    """How the `id` columns, path parameters and JSON ids are typed."""
+
+    annotation: str
+    imports: tuple[str, ...]
+    column_args: str
+    """Extra `mapped_column` arguments of the primary key."""
+    path_type: str
+    """The annotation of an `{id}` path parameter."""
+    migration_type: str
+    example: str
+    """A well-formed id that matches no row, as a Python expression."""
+    malformed: str
+    """A path segment that is not an id."""
+
+
+DATABASES: dict[str, Database] = {
+    "postgresql": Database(
+        label="PostgreSQL",
+        url_backends=("postgres", "postgresql"),
+        timezone_aware=True,
+        pooled=True,
+        drivers={
+            "async": Driver("postgresql+asyncpg", "asyncpg>=0.30", connect_timeout_arg="timeout"),
+            "sync": Driver(
+                "postgresql+psycopg2", "psycopg2-binary>=2.9.10", connect_timeout_arg="connect_timeout"
+            ),
+        },
+        default_url="{driver}://postgres@localhost:5432/{name}",
+        test_server_url="{driver}://postgres@127.0.0.1:5432/postgres",
+        unreachable_url="{driver}://postgres@127.0.0.1:1/postgres",
+    ),
+    "sqlite": Database(
+        label="SQLite",
+        url_backends=("sqlite",),
+        timezone_aware=False,
+        pooled=False,
+        drivers={
+            "async": Driver("sqlite+aiosqlite", "aiosqlite>=0.21"),
+            "sync": Driver("sqlite+pysqlite", ""),
+        },
+        default_url="{driver}:///./{name}.db",
+        test_server_url=None,
+        unreachable_url="{driver}:////nonexistent-folder/unreachable.db",
+    ),
+}
+
+# 2.0.44 is the first release with every fix for connections leaked on cancelled requests.
+_SQLALCHEMY_MIN = ">=2.0.44"
+
+MODES: dict[str, Mode] = {
+    "async": Mode(
+        is_async=True,
+        sqlalchemy_requirement=f"sqlalchemy[asyncio]{_SQLALCHEMY_MIN}",
+        engine_module="sqlalchemy.ext.asyncio",
+        create_engine="create_async_engine",
+        engine_class="AsyncEngine",
+        connection_class="AsyncConnection",
+        sessionmaker="async_sessionmaker",
+        session_class="AsyncSession",
+        session_iterator="AsyncIterator",
+        context_manager="asynccontextmanager",
+        test_client_import="from httpx import AsyncClient",
+        test_client_requirement="httpx>=0.28",
+        test_client_class="AsyncClient",
+    ),
+    "sync": Mode(
+        is_async=False,
+        sqlalchemy_requirement=f"sqlalchemy{_SQLALCHEMY_MIN}",
+        engine_module="sqlalchemy",
+        create_engine="create_engine",
+        engine_class="Engine",
+        connection_class="Connection",
+        sessionmaker="sessionmaker",
+        session_class="Session",
+        session_iterator="Iterator",
+        context_manager="contextmanager",
+        test_client_import="from fastapi.testclient import TestClient",
+        # Starlette's TestClient runs on httpx2, the maintained successor of httpx.
+        test_client_requirement="httpx2>=2.16",
+        test_client_class="TestClient",
+    ),
+}
+
+PRIMARY_KEYS: dict[str, PrimaryKey] = {
+    "uuid": PrimaryKey(
+        annotation="uuid.UUID",
+        imports=("import uuid",),
+        column_args="default=uuid.uuid4",
+        path_type="uuid.UUID",
+        migration_type="sa.Uuid()",
+        example="uuid.UUID(int=1)",
+        malformed="not-a-uuid",
+    ),
+    "int": PrimaryKey(
+        annotation="int",
+        imports=(),
+        column_args="",
+        path_type="IntId",
+        migration_type="sa.Integer()",
+        example="2_147_483_647",
+        malformed="not-a-number",
+    ),
+}
+
+
+ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name"})
+"""The answers the derived values depend on."""
+
+
+class ContextUpdater(ContextHook):
+    """Adds `db`, `driver`, `mode` and `pk` (and the async/await prefixes) to the rendering context."""
+
+    def hook(self, context: dict[str, Any]) -> None:
+        if not ANSWERS <= context.keys():
+            return  # Still asking the questions: there is nothing to derive yet.
+        db = DATABASES[context["database"]]
+        mode = MODES[context["sqlalchemy_mode"]]
+        driver = db.drivers[context["sqlalchemy_mode"]]
+        name = context["package_name"]
+        context.update(
+            db=db,
+            driver=driver,
+            mode=mode,
+            pk=PRIMARY_KEYS[context["primary_key"]],
+            async_=mode.async_,
+            await_=mode.await_,
+            default_database_url=db.default_url.format(driver=driver.drivername, name=name),
+            test_server_url=(
+                db.test_server_url.format(driver=driver.drivername) if db.test_server_url else None
+            ),
+        )
