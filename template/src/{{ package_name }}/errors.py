@@ -50,7 +50,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(exc.IntegrityError, conflict)
     # The pool's TimeoutError (not the builtin one): every connection stayed busy for pool_timeout.
     app.add_exception_handler(exc.TimeoutError, database_unavailable)
-    # Could not connect, or the connection was lost (server restart, network, locked SQLite file).
+    # Could not connect, or lost the connection (server restart, network trouble, locked file).
     app.add_exception_handler(exc.OperationalError, database_unavailable)
     app.add_exception_handler(exc.InterfaceError, database_unavailable)
     app.add_exception_handler(exc.DBAPIError, database_error)

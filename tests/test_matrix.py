@@ -1,0 +1,121 @@
+"""Every combination of answers, generated and put through its own tool chain against a real database.
+
+Each project is installed from its own pyproject.toml into its own environment (uv), then must pass
+ruff, ruff format --check, mypy --strict and its own pytest suite, migrate up with the Alembic CLI,
+serve requests under uvicorn, show no drift under `alembic check`, and migrate down again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests import postgres
+from tests.rendering import COMBINATIONS, combination_id, render, run, uv
+
+pytestmark = pytest.mark.matrix
+
+
+@contextmanager
+def database_for(project: Path, database: str) -> Iterator[str]:
+    if database == "postgresql":
+        with postgres.throwaway_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{project / 'cli.db'}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def request(method: str, url: str, body: object = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    call = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(call, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@contextmanager
+def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run the app under uvicorn, the way its README says, until the block ends."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | env
+    log = project / "uvicorn.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [uv(), "run", "--no-sync", "uvicorn", "my_service.main:app", "--port", str(port)],
+            cwd=project,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"uvicorn did not start:\n{log.read_text()}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
+def test_generated_project_passes_its_own_tool_chain(
+    tmp_path: Path, answers: dict[str, str]
+) -> None:
+    if answers["database"] == "postgresql":
+        postgres.require_server()
+    project = render(tmp_path / "my-service", **answers)
+    tool = uv()
+
+    run(tool, "sync", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "mypy", cwd=project)
+    tests = run(
+        tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider",
+        cwd=project,
+        env={"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")},
+    )
+    summary = tests.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, summary
+
+    with database_for(project, answers["database"]) as url:
+        env = {"DATABASE_URL": url}
+        run(tool, "run", "--no-sync", "alembic", "upgrade", "head", cwd=project, env=env)
+        with serving(project, env) as base:
+            assert request("GET", base + "/health") == (200, {"status": "ok"})
+            status, user = request("POST", base + "/users", {"email": "a@example.com", "name": "A"})
+            assert status == 201, user
+            assert isinstance(user, dict)
+            assert request("GET", f"{base}/users/{user['id']}") == (200, user)
+            status, body = request("POST", base + "/users", {"email": "a@example.com", "name": "B"})
+            assert status == 409, body
+        run(tool, "run", "--no-sync", "alembic", "check", cwd=project, env=env)
+        run(tool, "run", "--no-sync", "alembic", "downgrade", "base", cwd=project, env=env)
