@@ -8,8 +8,11 @@ more entry in the tables below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
+from copier.errors import UserMessageError
 from copier_template_extensions import ContextHook
 
 
@@ -187,6 +190,27 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
 ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name"})
 """The answers the derived values depend on."""
 
+FIXED_ANSWERS = {
+    "primary_key": "the tables and their data already use that key type; changing it takes a data "
+    "migration written by hand",
+    "package_name": "the project's code lives in that package; rename it by hand",
+}
+"""Answers that `copier update` must not change, and why."""
+
+
+def refuse_fixed_answer_changes(context: dict[str, Any]) -> None:
+    """Stop an update (or recopy) that would change an answer no re-rendering can carry out."""
+    conf = context["_copier_conf"]
+    recorded = Path(conf["dst_path"]) / conf["answers_file"]
+    if not recorded.is_file():
+        return  # A new project: every answer is free.
+    previous = yaml.safe_load(recorded.read_text()) or {}
+    for key, reason in FIXED_ANSWERS.items():
+        if key in previous and previous[key] != context[key]:
+            raise UserMessageError(
+                f"{key} cannot change on update (it is {previous[key]}, not {context[key]}): {reason}"
+            )
+
 
 class ContextUpdater(ContextHook):
     """Adds `db`, `driver`, `mode` and `pk` (and the async/await prefixes) to the rendering context."""
@@ -194,6 +218,7 @@ class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
         if not ANSWERS <= context.keys():
             return  # Still asking the questions: there is nothing to derive yet.
+        refuse_fixed_answer_changes(context)
         db = DATABASES[context["database"]]
         mode = MODES[context["sqlalchemy_mode"]]
         driver = db.drivers[context["sqlalchemy_mode"]]

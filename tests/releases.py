@@ -1,0 +1,60 @@
+"""Throw-away copies of this template as a git repository with release tags, for update tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.rendering import TEMPLATE
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@localhost",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@localhost",
+}
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=os.environ | GIT_IDENTITY,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def clone_template(destination: Path) -> Path:
+    """Copy the template's working tree (committed or not) into a new repository."""
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=TEMPLATE)
+    for name in filter(None, listed.split("\0")):
+        source = TEMPLATE / name
+        if source.is_file() and not name.startswith("bench/"):
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git("init", "-q", "-b", "main", cwd=destination)
+    return destination
+
+
+def release(repository: Path, version: str) -> None:
+    """Commit everything and tag it with a PEP 440 version."""
+    git("add", "-A", cwd=repository)
+    git("commit", "-q", "--allow-empty", "-m", f"Release {version}", cwd=repository)
+    git("tag", version, cwd=repository)
+
+
+def commit_all(project: Path, message: str) -> None:
+    git("add", "-A", cwd=project)
+    git("commit", "-q", "-m", message, cwd=project)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))

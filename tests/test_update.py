@@ -1,0 +1,214 @@
+"""`copier update` brings template fixes into a project that its users have changed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+from copier.errors import UserMessageError
+
+from tests.releases import clone_template, commit_all, edit, git, release
+from tests.rendering import run, uv
+
+PACKAGE = "src/my_service"
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    """A copy of this template released as 0.1.0."""
+    repository = clone_template(tmp_path / "template")
+    release(repository, "0.1.0")
+    return repository
+
+
+def generate(template: Path, destination: Path, **answers: str) -> Path:
+    """Generate a project from release 0.1.0 and commit it, as a user would."""
+    copier.run_copy(
+        str(template), destination, data=answers, defaults=True, unsafe=True, vcs_ref="0.1.0",
+        quiet=True,
+    )
+    git("init", "-q", "-b", "main", cwd=destination)
+    commit_all(destination, "Generate from the template")
+    return destination
+
+
+def update(project: Path, vcs_ref: str, **answers: str) -> None:
+    copier.run_update(
+        project, data=answers, defaults=True, overwrite=True, unsafe=True, vcs_ref=vcs_ref,
+        quiet=True,
+    )
+
+
+def answers_of(project: Path) -> dict[str, object]:
+    recorded: dict[str, object] = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return recorded
+
+
+def conflict_markers(project: Path) -> list[str]:
+    return [
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts
+        and "<<<<<<<" in path.read_text(errors="replace")
+    ]
+
+
+USER_REVISION = '''"""Index users by name.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-22 12:00:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(op.f("ix_users_name"), "users", ["name"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_users_name"), table_name="users")
+'''
+
+
+def test_update_brings_the_fix_and_keeps_every_user_edit(tmp_path: Path, template: Path) -> None:
+    project = generate(template, tmp_path / "my-service")
+
+    # The user's work: a module of their own, a changed line in a generated file, a README
+    # section, and a migration of their own that matches the changed model.
+    (project / PACKAGE / "reports.py").write_text('"""Reports of our own."""\n\nTITLE = "Weekly"\n')
+    edit(
+        project / PACKAGE / "models/user.py",
+        "name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))",
+        "name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), index=True)",
+    )
+    with (project / "README.md").open("a") as readme:
+        readme.write("\n## Our team's notes\n\nDeploy on Tuesdays.\n")
+    (project / "migrations/versions/0002_index_user_name.py").write_text(USER_REVISION)
+    commit_all(project, "Our own changes")
+
+    # The template's fix, released as 0.2.0, touches the same files elsewhere; it also edits its
+    # first revision, which must never reach an existing project.
+    template_package = template / "template/src/{{ package_name }}"
+    edit(
+        template_package / "errors.py",
+        '"The database is unavailable; try again shortly"',
+        '"The database is unavailable; retry after the Retry-After delay"',
+    )
+    edit(
+        template_package / "models/user.py.jinja",
+        '"""Users: the people who write posts."""',
+        '"""Users: the people who write posts, identified by their email."""',
+    )
+    edit(
+        template / "template/migrations/versions/0001_create_users_and_posts.py.jinja",
+        '"""Create users and posts.',
+        '"""Create the users and posts tables.',
+    )
+    release(template, "0.2.0")
+
+    update(project, "0.2.0")
+
+    errors = (project / PACKAGE / "errors.py").read_text()
+    assert "retry after the Retry-After delay" in errors, "the fix arrived"
+    user_model = (project / PACKAGE / "models/user.py").read_text()
+    assert "identified by their email" in user_model, "the fix arrived beside the user's edit"
+    assert "mapped_column(String(NAME_MAX_LENGTH), index=True)" in user_model
+    assert (project / PACKAGE / "reports.py").read_text().endswith('TITLE = "Weekly"\n')
+    assert "Deploy on Tuesdays." in (project / "README.md").read_text()
+    assert (project / "migrations/versions/0002_index_user_name.py").read_text() == USER_REVISION
+    first = (project / "migrations/versions/0001_create_users_and_posts.py").read_text()
+    assert first.startswith('"""Create users and posts.'), "applied revisions are never rewritten"
+    assert conflict_markers(project) == []
+    assert answers_of(project)["_commit"] == "0.2.0"
+
+    # The updated project still works: one Alembic head, its own suite, and no drift.
+    tool = uv()
+    run(tool, "sync", cwd=project)
+    heads = run(tool, "run", "--no-sync", "alembic", "heads", cwd=project).stdout.split()
+    assert heads == ["0002", "(head)"]
+    run(tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'updated.db'}"}
+    run(tool, "run", "--no-sync", "alembic", "upgrade", "head", cwd=project, env=env)
+    run(tool, "run", "--no-sync", "alembic", "check", cwd=project, env=env)
+
+
+def test_a_conflicting_edit_keeps_both_sides_inline(tmp_path: Path, template: Path) -> None:
+    project = generate(template, tmp_path / "my-service")
+    edit(project / PACKAGE / "errors.py", "RETRY_AFTER_SECONDS = 5", "RETRY_AFTER_SECONDS = 30")
+    commit_all(project, "Clients of ours back off longer")
+    edit(
+        template / "template/src/{{ package_name }}/errors.py",
+        "RETRY_AFTER_SECONDS = 5",
+        "RETRY_AFTER_SECONDS = 2",
+    )
+    release(template, "0.2.0")
+
+    # Through the command line, as users run it: Copier reports the conflict and exits 0.
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--vcs-ref", "0.2.0"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    errors = (project / PACKAGE / "errors.py").read_text()
+    assert "<<<<<<< before updating\nRETRY_AFTER_SECONDS = 30\n=======\n" in errors
+    assert "=======\nRETRY_AFTER_SECONDS = 2\n>>>>>>> after updating\n" in errors
+    assert conflict_markers(project) == [f"{PACKAGE}/errors.py"]
+    assert f"UU {PACKAGE}/errors.py" in git("status", "--porcelain", cwd=project)
+    assert answers_of(project)["_commit"] == "0.2.0"
+
+
+def test_changing_the_mode_on_update_re_renders_consistently(
+    tmp_path: Path, template: Path
+) -> None:
+    project = generate(template, tmp_path / "my-service")
+
+    update(project, "0.1.0", sqlalchemy_mode="sync")
+
+    assert answers_of(project)["sqlalchemy_mode"] == "sync"
+    database = (project / PACKAGE / "database.py").read_text()
+    assert "SessionLocal = sessionmaker(engine" in database
+    assert "Async" not in database
+    assert "aiosqlite" not in (project / "pyproject.toml").read_text()
+    assert conflict_markers(project) == []
+    tool = uv()
+    run(tool, "sync", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "mypy", cwd=project)
+    run(tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"primary_key": "int"}, "primary_key cannot change on update (it is uuid, not int)"),
+        ({"package_name": "billing"}, "package_name cannot change on update (it is my_service, not billing)"),
+    ],
+)
+def test_answers_an_update_cannot_carry_out_are_refused(
+    tmp_path: Path, template: Path, answer: dict[str, str], message: str
+) -> None:
+    project = generate(template, tmp_path / "my-service")
+
+    with pytest.raises(UserMessageError, match=re.escape(message)):
+        update(project, "0.1.0", **answer)
+
+    assert git("status", "--porcelain", cwd=project) == "", "a refused update changes nothing"
+    assert answers_of(project)["primary_key"] == "uuid"
