@@ -106,7 +106,9 @@ DATABASES: dict[str, Database] = {
         drivers={
             "async": Driver("postgresql+asyncpg", "asyncpg>=0.30", connect_timeout_arg="timeout"),
             "sync": Driver(
-                "postgresql+psycopg2", "psycopg2-binary>=2.9.10", connect_timeout_arg="connect_timeout"
+                "postgresql+psycopg2",
+                "psycopg2-binary>=2.9.10",
+                connect_timeout_arg="connect_timeout",
             ),
         },
         default_url="{driver}://postgres@localhost:5432/{name}",
@@ -207,16 +209,16 @@ def refuse_fixed_answer_changes(context: dict[str, Any]) -> None:
     previous = yaml.safe_load(recorded.read_text()) or {}
     for key, reason in FIXED_ANSWERS.items():
         if key in previous and previous[key] != context[key]:
-            raise UserMessageError(
-                f"{key} cannot change on update (it is {previous[key]}, not {context[key]}): {reason}"
-            )
+            was, now = previous[key], context[key]
+            message = f"{key} cannot change on update (it is {was}, not {now}): {reason}"
+            raise UserMessageError(message)
 
 
 class ContextUpdater(ContextHook):
-    """Adds `db`, `driver`, `mode` and `pk` (and the async/await prefixes) to the rendering context."""
+    """Adds `db`, `driver`, `mode`, `pk` and the async/await prefixes to the rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
-        if not ANSWERS <= context.keys():
+        if not context.keys() >= ANSWERS:
             return  # Still asking the questions: there is nothing to derive yet.
         refuse_fixed_answer_changes(context)
         db = DATABASES[context["database"]]

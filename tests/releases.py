@@ -58,3 +58,24 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+def clone_with_history(destination: Path) -> Path:
+    """Clone this repository with its tags, and commit any uncommitted work on top as HEAD."""
+    git("clone", "-q", str(TEMPLATE), str(destination), cwd=destination.parent)
+    git("fetch", "-q", "--tags", str(TEMPLATE), cwd=destination)
+    working_tree = clone_template(destination.parent / "working-tree")
+    for source in working_tree.rglob("*"):
+        if source.is_file() and ".git" not in source.relative_to(working_tree).parts:
+            target = destination / source.relative_to(working_tree)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git("add", "-A", cwd=destination)
+    if git("status", "--porcelain", cwd=destination):
+        git("commit", "-q", "-m", "Work in progress", cwd=destination)
+    return destination
+
+
+def latest_release(repository: Path) -> str | None:
+    tags = git("tag", "--list", "--sort=-version:refname", cwd=repository).split()
+    return tags[0] if tags else None

@@ -1,4 +1,4 @@
-"""Every combination of answers, generated and put through its own tool chain against a real database.
+"""Every combination of answers, generated and put through its own tool chain on a real database.
 
 Each project is installed from its own pyproject.toml into its own environment (uv), then must pass
 ruff, ruff format --check, mypy --strict and its own pytest suite, migrate up with the Alembic CLI,
@@ -99,12 +99,19 @@ def test_generated_project_passes_its_own_tool_chain(
     run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
     run(tool, "run", "--no-sync", "mypy", cwd=project)
     tests = run(
-        tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider",
+        tool,
+        "run",
+        "--no-sync",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
         cwd=project,
         env={"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")},
     )
     summary = tests.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary, summary
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
 
     with database_for(project, answers["database"]) as url:
         env = {"DATABASE_URL": url}

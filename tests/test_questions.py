@@ -28,11 +28,20 @@ POOL_QUESTIONS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "
         ({"database": "mysql"}, "Invalid choice for 'database'"),
         ({"sqlalchemy_mode": "threads"}, "Invalid choice for 'sqlalchemy_mode'"),
         ({"primary_key": "string"}, "'string'"),
-        ({"database": "postgresql", "pool_size": 0}, "pool_size must be a whole number from 1 to 1000"),
+        (
+            {"database": "postgresql", "pool_size": 0},
+            "pool_size must be a whole number from 1 to 1000",
+        ),
         ({"database": "postgresql", "pool_size": 1001}, "pool_size must be a whole number from 1"),
-        ({"database": "postgresql", "max_overflow": -1}, "max_overflow must be a whole number from 0"),
+        (
+            {"database": "postgresql", "max_overflow": -1},
+            "max_overflow must be a whole number from 0",
+        ),
         ({"database": "postgresql", "pool_timeout": 0}, "pool_timeout must be a number of seconds"),
-        ({"database": "postgresql", "pool_timeout": -2.5}, "pool_timeout must be a number of seconds"),
+        (
+            {"database": "postgresql", "pool_timeout": -2.5},
+            "pool_timeout must be a number of seconds",
+        ),
         ({"database": "postgresql", "pool_recycle": 0}, "pool_recycle must be -1 (off) or"),
         ({"database": "postgresql", "pool_recycle": -5}, "pool_recycle must be -1 (off) or"),
         ({"database": "postgresql", "pool_size": "many"}, "'many'"),
@@ -98,7 +107,12 @@ FOREIGN_WORDS = {
     "sqlite": (r"postgres", r"PostgreSQL", r"asyncpg", r"psycopg", r"pool_size", r"max_overflow"),
     "async": (r"\bSession\b", r"\bsessionmaker\(", r"\bcontextmanager\(", r"psycopg2", r"pysqlite"),
     "sync": (
-        r"AsyncSession", r"AsyncEngine", r"async_sessionmaker", r"asyncio", r"asyncpg", r"aiosqlite"
+        r"AsyncSession",
+        r"AsyncEngine",
+        r"async_sessionmaker",
+        r"asyncio",
+        r"asyncpg",
+        r"aiosqlite",
     ),
     "uuid": (r"Mapped\[int\]", r"Path\("),
     "int": (r"uuid", r"UUID"),
@@ -122,9 +136,10 @@ def test_every_combination_renders_clean_text(tmp_path: Path, answers: dict[str,
         if path.suffix == ".py":
             compile(text, str(where), "exec")
 
-    application = "\n".join(
-        path.read_text() for path in (project / "src").rglob("*.py")
-    ) + (project / "migrations/env.py").read_text()
+    application = (
+        "\n".join(path.read_text() for path in (project / "src").rglob("*.py"))
+        + (project / "migrations/env.py").read_text()
+    )
     for answer in answers.values():
         for word in FOREIGN_WORDS.get(answer, ()):
             assert not re.search(word, application), f"{word!r} in the code of a {answer} project"

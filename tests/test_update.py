@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,16 @@ import pytest
 import yaml
 from copier.errors import UserMessageError
 
-from tests.releases import clone_template, commit_all, edit, git, release
+from tests import postgres
+from tests.releases import (
+    clone_template,
+    clone_with_history,
+    commit_all,
+    edit,
+    git,
+    latest_release,
+    release,
+)
 from tests.rendering import run, uv
 
 PACKAGE = "src/my_service"
@@ -29,7 +39,12 @@ def template(tmp_path: Path) -> Path:
 def generate(template: Path, destination: Path, **answers: str) -> Path:
     """Generate a project from release 0.1.0 and commit it, as a user would."""
     copier.run_copy(
-        str(template), destination, data=answers, defaults=True, unsafe=True, vcs_ref="0.1.0",
+        str(template),
+        destination,
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="0.1.0",
         quiet=True,
     )
     git("init", "-q", "-b", "main", cwd=destination)
@@ -39,7 +54,12 @@ def generate(template: Path, destination: Path, **answers: str) -> Path:
 
 def update(project: Path, vcs_ref: str, **answers: str) -> None:
     copier.run_update(
-        project, data=answers, defaults=True, overwrite=True, unsafe=True, vcs_ref=vcs_ref,
+        project,
+        data=answers,
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        vcs_ref=vcs_ref,
         quiet=True,
     )
 
@@ -53,7 +73,9 @@ def conflict_markers(project: Path) -> list[str]:
     return [
         str(path.relative_to(project))
         for path in project.rglob("*")
-        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts
+        if path.is_file()
+        and ".git" not in path.parts
+        and ".venv" not in path.parts
         and "<<<<<<<" in path.read_text(errors="replace")
     ]
 
@@ -199,7 +221,10 @@ def test_changing_the_mode_on_update_re_renders_consistently(
     ("answer", "message"),
     [
         ({"primary_key": "int"}, "primary_key cannot change on update (it is uuid, not int)"),
-        ({"package_name": "billing"}, "package_name cannot change on update (it is my_service, not billing)"),
+        (
+            {"package_name": "billing"},
+            "package_name cannot change on update (it is my_service, not billing)",
+        ),
     ],
 )
 def test_answers_an_update_cannot_carry_out_are_refused(
@@ -212,3 +237,43 @@ def test_answers_an_update_cannot_carry_out_are_refused(
 
     assert git("status", "--porcelain", cwd=project) == "", "a refused update changes nothing"
     assert answers_of(project)["primary_key"] == "uuid"
+
+
+def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path) -> None:
+    """What the next release will ask of every existing project: update from the last tag."""
+    repository = clone_with_history(tmp_path / "template")
+    previous = latest_release(repository)
+    if previous is None:
+        pytest.skip("this clone has no release tags (clone with tags to run this test)")
+    project = tmp_path / "my-service"
+    copier.run_copy(
+        str(repository),
+        project,
+        data={"database": "postgresql"},
+        defaults=True,
+        unsafe=True,
+        vcs_ref=previous,
+        quiet=True,
+    )
+    git("init", "-q", "-b", "main", cwd=project)
+    commit_all(project, f"Generate from {previous}")
+
+    update(project, "HEAD")
+
+    assert conflict_markers(project) == []
+    tool = uv()
+    run(tool, "sync", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "mypy", cwd=project)
+    postgres.require_server()
+    run(
+        tool,
+        "run",
+        "--no-sync",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        cwd=project,
+        env={"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")},
+    )
