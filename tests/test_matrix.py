@@ -2,7 +2,8 @@
 
 Each project is installed from its own pyproject.toml into its own environment (uv), then must pass
 ruff, ruff format --check, mypy --strict and its own pytest suite, migrate up with the Alembic CLI,
-serve requests under uvicorn, show no drift under `alembic check`, and migrate down again.
+serve requests under uvicorn (fuzzed by schemathesis from its own OpenAPI schema), show no drift
+under `alembic check`, and migrate down again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -85,6 +87,30 @@ def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def fuzz(base: str, project: Path) -> None:
+    """Property-based requests generated from the app's own OpenAPI schema (schemathesis).
+
+    Whatever the input, no answer may be a server error, and every answer must match the schema.
+    Bounded in examples per operation and in time.
+    """
+    schemathesis = Path(sys.executable).parent / "schemathesis"
+    run(
+        str(schemathesis),
+        "run",
+        f"{base}/openapi.json",
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "--max-examples",
+        "25",
+        "--max-time",
+        "15",
+        "--workers",
+        "1",
+        cwd=project,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
 def test_generated_project_passes_its_own_tool_chain(
     tmp_path: Path, answers: dict[str, str]
@@ -124,5 +150,6 @@ def test_generated_project_passes_its_own_tool_chain(
             assert request("GET", f"{base}/users/{user['id']}") == (200, user)
             status, body = request("POST", base + "/users", {"email": "a@example.com", "name": "B"})
             assert status == 409, body
+            fuzz(base, project)
         run(tool, "run", "--no-sync", "alembic", "check", cwd=project, env=env)
         run(tool, "run", "--no-sync", "alembic", "downgrade", "base", cwd=project, env=env)
