@@ -8,14 +8,8 @@ under `alembic check`, and migrate down again.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +18,7 @@ import pytest
 
 from tests import postgres
 from tests.rendering import COMBINATIONS, combination_id, render, run, uv
+from tests.serving import request, serving
 
 pytestmark = pytest.mark.matrix
 
@@ -35,56 +30,6 @@ def database_for(project: Path, database: str) -> Iterator[str]:
             yield url
     else:
         yield f"sqlite:///{project / 'cli.db'}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def request(method: str, url: str, body: object = None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    call = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(call, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-@contextmanager
-def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
-    """Run the app under uvicorn, the way its README says, until the block ends."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | env
-    log = project / "uvicorn.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [uv(), "run", "--no-sync", "uvicorn", "my_service.main:app", "--port", str(port)],
-            cwd=project,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"uvicorn did not start:\n{log.read_text()}") from None
-                time.sleep(0.2)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def fuzz(base: str, project: Path) -> None:
