@@ -25,10 +25,12 @@ def combination_id(answers: dict[str, str]) -> str:
     return "-".join(answers.values())
 
 
-def render(destination: Path, vcs_ref: str = "HEAD", **answers: Any) -> Path:
+def render(
+    destination: Path, vcs_ref: str = "HEAD", template: Path = TEMPLATE, **answers: Any
+) -> Path:
     """Generate a project into `destination` with the defaults overridden by `answers`."""
     copier.run_copy(
-        str(TEMPLATE),
+        str(template),
         destination,
         data=answers,
         defaults=True,
@@ -60,6 +62,27 @@ def run(
             f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def check_project(project: Path) -> str:
+    """Install `project` in its own environment and run its linters, type checker and test suite.
+
+    Returns pytest's summary line. PostgreSQL projects test against `postgres.SERVER_URL`; in CI a
+    skipped test fails the check.
+    """
+    from tests import postgres
+
+    tool = uv()
+    run(tool, "sync", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
+    run(tool, "run", "--no-sync", "mypy", cwd=project)
+    env = {"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")}
+    pytest = (tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
+    summary = run(*pytest, cwd=project, env=env).stdout.strip().splitlines()[-1]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
+    return summary
 
 
 def uv() -> str:

@@ -8,7 +8,6 @@ under `alembic check`, and migrate down again.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import postgres
-from tests.rendering import COMBINATIONS, combination_id, render, run, uv
+from tests.rendering import COMBINATIONS, check_project, combination_id, render, run, uv
 from tests.serving import request, serving
 
 pytestmark = pytest.mark.matrix
@@ -65,24 +64,7 @@ def test_generated_project_passes_its_own_tool_chain(
     project = render(tmp_path / "my-service", **answers)
     tool = uv()
 
-    run(tool, "sync", cwd=project)
-    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
-    run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
-    run(tool, "run", "--no-sync", "mypy", cwd=project)
-    tests = run(
-        tool,
-        "run",
-        "--no-sync",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        cwd=project,
-        env={"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")},
-    )
-    summary = tests.stdout.strip().splitlines()[-1]
-    assert " passed" in summary, summary
-    assert "skipped" not in summary, summary
+    check_project(project)
 
     with database_for(project, answers["database"]) as url:
         env = {"DATABASE_URL": url}

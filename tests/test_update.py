@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tests.releases import (
     latest_release,
     release,
 )
-from tests.rendering import run, uv
+from tests.rendering import check_project, render, run, uv
 
 PACKAGE = "src/my_service"
 
@@ -36,19 +35,11 @@ def template(tmp_path: Path) -> Path:
     return repository
 
 
-def generate(template: Path, destination: Path, **answers: str) -> Path:
-    """Generate a project from release 0.1.0 and commit it, as a user would."""
-    copier.run_copy(
-        str(template),
-        destination,
-        data=answers,
-        defaults=True,
-        unsafe=True,
-        vcs_ref="0.1.0",
-        quiet=True,
-    )
+def generate(template: Path, destination: Path, version: str = "0.1.0", **answers: str) -> Path:
+    """Generate a project from a release and commit it, as a user would."""
+    render(destination, vcs_ref=version, template=template, **answers)
     git("init", "-q", "-b", "main", cwd=destination)
-    commit_all(destination, "Generate from the template")
+    commit_all(destination, f"Generate from the template's {version}")
     return destination
 
 
@@ -158,11 +149,10 @@ def test_update_brings_the_fix_and_keeps_every_user_edit(tmp_path: Path, templat
     assert answers_of(project)["_commit"] == "0.2.0"
 
     # The updated project still works: one Alembic head, its own suite, and no drift.
+    check_project(project)
     tool = uv()
-    run(tool, "sync", cwd=project)
     heads = run(tool, "run", "--no-sync", "alembic", "heads", cwd=project).stdout.split()
     assert heads == ["0002", "(head)"]
-    run(tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'updated.db'}"}
     run(tool, "run", "--no-sync", "alembic", "upgrade", "head", cwd=project, env=env)
     run(tool, "run", "--no-sync", "alembic", "check", cwd=project, env=env)
@@ -210,11 +200,7 @@ def test_changing_the_mode_on_update_re_renders_consistently(
     assert "Async" not in database
     assert "aiosqlite" not in (project / "pyproject.toml").read_text()
     assert conflict_markers(project) == []
-    tool = uv()
-    run(tool, "sync", cwd=project)
-    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
-    run(tool, "run", "--no-sync", "mypy", cwd=project)
-    run(tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    check_project(project)
 
 
 @pytest.mark.parametrize(
@@ -245,35 +231,10 @@ def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path) -> No
     previous = latest_release(repository)
     if previous is None:
         pytest.skip("this clone has no release tags (clone with tags to run this test)")
-    project = tmp_path / "my-service"
-    copier.run_copy(
-        str(repository),
-        project,
-        data={"database": "postgresql"},
-        defaults=True,
-        unsafe=True,
-        vcs_ref=previous,
-        quiet=True,
-    )
-    git("init", "-q", "-b", "main", cwd=project)
-    commit_all(project, f"Generate from {previous}")
+    postgres.require_server()
+    project = generate(repository, tmp_path / "my-service", previous, database="postgresql")
 
     update(project, "HEAD")
 
     assert conflict_markers(project) == []
-    tool = uv()
-    run(tool, "sync", cwd=project)
-    run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
-    run(tool, "run", "--no-sync", "mypy", cwd=project)
-    postgres.require_server()
-    run(
-        tool,
-        "run",
-        "--no-sync",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        cwd=project,
-        env={"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")},
-    )
+    check_project(project)
