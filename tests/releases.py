@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests.rendering import TEMPLATE
+
+RECORDED_RELEASE = re.compile(
+    r"^## (?P<version>\d+\.\d+\.\d+)\n\nCommit: `(?P<commit>[0-9a-f]{40})`", re.MULTILINE
+)
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
@@ -76,6 +81,15 @@ def clone_with_history(destination: Path) -> Path:
     return destination
 
 
+def tag_recorded_releases(repository: Path) -> None:
+    """Tag the releases CHANGELOG.md records, where the clone lacks their tags."""
+    tags = set(git("tag", "--list", cwd=repository).split())
+    for release_entry in RECORDED_RELEASE.finditer((repository / "CHANGELOG.md").read_text()):
+        if release_entry["version"] not in tags:
+            git("tag", release_entry["version"], release_entry["commit"], cwd=repository)
+
+
 def latest_release(repository: Path) -> str | None:
+    tag_recorded_releases(repository)
     tags = git("tag", "--list", "--sort=-version:refname", cwd=repository).split()
     return tags[0] if tags else None

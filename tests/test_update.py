@@ -230,7 +230,7 @@ def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path) -> No
     repository = clone_with_history(tmp_path / "template")
     previous = latest_release(repository)
     if previous is None:
-        pytest.skip("this clone has no release tags (clone with tags to run this test)")
+        pytest.skip("no release: neither a tag nor a commit recorded in CHANGELOG.md")
     postgres.require_server()
     project = generate(repository, tmp_path / "my-service", previous, database="postgresql")
 
