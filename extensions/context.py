@@ -26,6 +26,8 @@ class Driver:
     """The PyPI requirement, or "" for a driver in the standard library."""
     connect_timeout_arg: str | None = None
     """The `connect_args` key that bounds how long opening a connection may take."""
+    pre_ping: str = ""
+    """What `pool_pre_ping` sends on each checkout, for the generated README."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,17 @@ DATABASES: dict[str, Database] = {
         timezone_aware=True,
         pooled=True,
         drivers={
-            "async": Driver("postgresql+asyncpg", "asyncpg>=0.30", connect_timeout_arg="timeout"),
+            "async": Driver(
+                "postgresql+asyncpg",
+                "asyncpg>=0.30",
+                connect_timeout_arg="timeout",
+                pre_ping="three round trips (asyncpg: BEGIN, an empty statement, ROLLBACK)",
+            ),
             "sync": Driver(
                 "postgresql+psycopg2",
                 "psycopg2-binary>=2.9.10",
                 connect_timeout_arg="connect_timeout",
+                pre_ping="one round trip (`SELECT 1`)",
             ),
         },
         default_url="{driver}://postgres@localhost:5432/{name}",
