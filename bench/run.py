@@ -53,6 +53,8 @@ USER_KEYS = {"id", "email", "name", "created_at", "updated_at"}
 VARIANTS = [("async", "int"), ("async", "uuid"), ("sync", "int"), ("sync", "uuid")]
 BASELINE = "raw"
 OPTIONAL_APPS = {"gen-async-int-tuned"}  # run only when named in --apps
+MATRIX_TEST = "tests/test_matrix.py"
+ONE_COMBINATION = "postgresql-async-uuid"  # the default mode and key, on the server database
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -348,6 +350,26 @@ def time_copier(reps: int, vcs_ref: str) -> list[float]:
     return times
 
 
+def time_matrix(full: bool) -> list[tuple[str, str, float]]:
+    """Wall time of the template's combination tests: all of them as the README's test command runs
+    them (pytest-xdist, -n auto), and one combination alone (-n 0). Each generates its project(s),
+    installs them with uv and runs their whole tool chain; uv's cache is warm after the first."""
+    pytest = str(REPO / ".venv" / "bin" / "pytest")
+    one = f"{MATRIX_TEST}::test_generated_project_passes_its_own_tool_chain[{ONE_COMBINATION}]"
+    runs = [(f"one combination ({ONE_COMBINATION})", [pytest, "-q", "-n", "0", one])]
+    if full:
+        runs.insert(0, ("every combination", [pytest, "-q", MATRIX_TEST]))
+    timings = []
+    for label, cmd in runs:
+        log(f"timing the template matrix: {label}")
+        start = time.perf_counter()
+        run([*cmd, "-p", "no:cacheprovider"], cwd=REPO, timeout=3600)
+        elapsed = time.perf_counter() - start
+        log(f"  {elapsed:.0f} s")
+        timings.append((label, shlex.join(["pytest", *cmd[1:]]), elapsed))
+    return timings
+
+
 def generate(mode: str, pk: str, vcs_ref: str) -> None:
     dest = project_dir(mode, pk)
     shutil.rmtree(dest, ignore_errors=True)
@@ -597,7 +619,11 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def report(
-    apps: list[App], args: argparse.Namespace, copier_times: list[float], command: str
+    apps: list[App],
+    args: argparse.Namespace,
+    copier_times: list[float],
+    matrix_times: list[tuple[str, str, float]],
+    command: str,
 ) -> str:
     by_name = {app.name: app for app in apps}
     baseline = by_name.get(BASELINE)
@@ -706,6 +732,19 @@ def report(
             f"| {len(copier_times)} | {median(copier_times):.2f} | {min(copier_times):.2f} | "
             f"{max(copier_times):.2f} |",
         ]
+    if matrix_times:
+        lines += [
+            "",
+            "## Template matrix wall time",
+            "",
+            "The template's own combination tests (`tests/test_matrix.py`): generate, `uv sync`, ruff, "
+            "mypy --strict, the project's pytest suite, Alembic up/check/down, uvicorn and "
+            "schemathesis, per combination. From the repository root, with uv's cache warm.",
+            "",
+            "| what | command | wall s |",
+            "|---|---|--:|",
+        ]
+        lines += [f"| {label} | `{cmd}` | {elapsed:.0f} |" for label, cmd, elapsed in matrix_times]
     return "\n".join(lines) + "\n"
 
 
@@ -975,6 +1014,12 @@ def parse_args() -> argparse.Namespace:
         help="before each app start, wait up to this many seconds for the machine to be idle "
         "(other processes under 15%% CPU); 0 turns it off (default 10; --quick 0)",
     )
+    parser.add_argument(
+        "--matrix",
+        choices=["all", "one", "none"],
+        help="time the template's combination tests: every combination and one alone (all), one "
+        "alone (one), or not at all (default all; --quick one; --profile none)",
+    )
     parser.add_argument("--vcs-ref", default="HEAD", help="template version to generate from")
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--profile-top", type=int, default=15)
@@ -984,11 +1029,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-databases", action="store_true")
     parser.add_argument("--output", type=Path, help="where to write the Markdown")
     args = parser.parse_args()
-    defaults = {"rounds": 3, "duration": 7.0, "warmup": 1.0, "copier_reps": 3, "quiet_wait": 10.0}
+    defaults = {
+        "rounds": 3,
+        "duration": 7.0,
+        "warmup": 1.0,
+        "copier_reps": 3,
+        "quiet_wait": 10.0,
+        "matrix": "all",
+    }
     if args.quick:
-        defaults.update(rounds=1, duration=1.0, warmup=0.0, copier_reps=1, quiet_wait=0.0)
+        defaults.update(
+            rounds=1, duration=1.0, warmup=0.0, copier_reps=1, quiet_wait=0.0, matrix="one"
+        )
     if args.profile:
-        defaults.update(copier_reps=0, duration=3.0 if args.quick else 15.0)
+        defaults.update(copier_reps=0, duration=3.0 if args.quick else 15.0, matrix="none")
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -1046,7 +1100,9 @@ def main() -> None:
             text = profile(apps, args, command)
         else:
             benchmark(apps, args)
-            text = report(apps, args, copier_times, command)
+            # After the load runs, so that they have the machine to themselves.
+            matrix_times = [] if args.matrix == "none" else time_matrix(args.matrix == "all")
+            text = report(apps, args, copier_times, matrix_times, command)
     finally:
         if not args.keep_databases:
             for app in apps:
