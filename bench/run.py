@@ -52,7 +52,6 @@ ROUTES = {
 USER_KEYS = {"id", "email", "name", "created_at", "updated_at"}
 VARIANTS = [("async", "int"), ("async", "uuid"), ("sync", "int"), ("sync", "uuid")]
 BASELINE = "raw"
-OPTIONAL_APPS = {"gen-async-int-tuned"}  # run only when named in --apps
 MATRIX_TEST = "tests/test_matrix.py"
 ONE_COMBINATION = "postgresql-async-uuid"  # the default mode and key, on the server database
 READY_TIMEOUT = 30.0
@@ -248,8 +247,8 @@ def all_apps() -> dict[str, App]:
         app_dir=REFERENCE_APPS,
         pk="int",
     )
-    # Not in the default set: the generated async app with its pool settings changed through the
-    # environment only (same 15 connections at most, none opened and closed under load, no pre-ping).
+    # The generated async app with its pool settings changed through the environment only (same 15
+    # connections at most, none opened and closed under load, no pre-ping): what POOL_PRE_PING costs.
     apps["gen-async-int-tuned"] = App(
         name="gen-async-int-tuned",
         description="gen-async-int with POOL_SIZE=15 MAX_OVERFLOW=0 POOL_PRE_PING=false",
@@ -1059,11 +1058,7 @@ def parse_args() -> argparse.Namespace:
     names = (
         args.apps.split(",")
         if args.apps
-        else (
-            ["gen-async-int", "raw"]
-            if args.profile
-            else [n for n in all_apps() if n not in OPTIONAL_APPS]
-        )
+        else (["gen-async-int", "raw"] if args.profile else list(all_apps()))
     )
     unknown = set(names) - set(all_apps())
     if unknown:
