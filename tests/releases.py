@@ -69,6 +69,7 @@ def clone_with_history(destination: Path) -> Path:
     """Clone this repository with its tags, and commit any uncommitted work on top as HEAD."""
     git("clone", "-q", str(TEMPLATE), str(destination), cwd=destination.parent)
     git("fetch", "-q", "--tags", str(TEMPLATE), cwd=destination)
+    tag_recorded_releases(destination)
     working_tree = clone_template(destination.parent / "working-tree")
     for source in working_tree.rglob("*"):
         if source.is_file() and ".git" not in source.relative_to(working_tree).parts:
@@ -90,6 +91,5 @@ def tag_recorded_releases(repository: Path) -> None:
 
 
 def latest_release(repository: Path) -> str | None:
-    tag_recorded_releases(repository)
     tags = git("tag", "--list", "--sort=-version:refname", cwd=repository).split()
     return tags[0] if tags else None
