@@ -2,7 +2,7 @@
 
 Isolates the database layer of GET /users/{id}: each variant opens what a request would open (a
 session or a connection from the generated engine, with its pool settings), reads user 5, and
-closes it. Variants run interleaved, 1000 reads per batch, 7 batches; the median batch is reported.
+closes it; the last one reads it through a bare asyncpg pool, as the raw reference app does. Variants run interleaved, 1000 reads per batch, 7 batches; the median batch is reported.
 
 Run it with the Python of a generated async PostgreSQL project (bench/run.py leaves one in
 bench/.work/projects/async-int), from the repository root:
@@ -46,6 +46,7 @@ async def measure() -> dict[str, float]:
     # Imported here: the generated settings read DATABASE_URL when the package is imported.
     from my_service.database import Base, SessionLocal, engine
     from my_service.models import User
+    from my_service.routes.users import SELECT_USER
     from my_service.schemas import UserPublic, columns_of
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -61,10 +62,18 @@ async def measure() -> dict[str, float]:
     table = User.__table__
     table_columns = [table.c[name] for name in UserPublic.model_fields]
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    # The floor: the driver alone, as bench/apps/raw_asyncpg.py uses it.
+    pool = await asyncpg.create_pool(f"{SERVER}/{DATABASE}", min_size=5, max_size=15)
+    raw_sql = f"SELECT {', '.join(UserPublic.model_fields)} FROM users WHERE id = $1"
 
     async def session_get() -> object:
         async with SessionLocal() as session:
             return await session.get(User, 5)
+
+    async def session_prebuilt() -> object:
+        async with SessionLocal() as session:
+            result = await session.execute(SELECT_USER, {"user_id": 5})
+            return result.one_or_none()
 
     async def session_orm_columns() -> object:
         async with SessionLocal() as session:
@@ -88,12 +97,17 @@ async def measure() -> dict[str, float]:
         async with autocommit.connect() as connection:
             return await core(connection)
 
+    async def raw_asyncpg() -> object:
+        return await pool.fetchrow(raw_sql, 5)
+
     variants: dict[str, Callable[[], Awaitable[object]]] = {
         "session.get(User, id) (the tutorial's read)": session_get,
-        "session.execute(select(*columns_of(User, UserPublic))) (generated)": session_orm_columns,
+        "session.execute(SELECT_USER, {...}), built once (generated)": session_prebuilt,
+        "session.execute(select(*columns_of(User, UserPublic))), built per read": session_orm_columns,
         "session.execute(select(*table columns))": session_table_columns,
         "engine.connect(), table columns (Core)": connection_table_columns,
         "AUTOCOMMIT engine.connect(), table columns (Core)": autocommit_table_columns,
+        "asyncpg pool, no SQLAlchemy (the raw app's read)": raw_asyncpg,
     }
     for read in variants.values():
         for _ in range(300):
@@ -106,6 +120,7 @@ async def measure() -> dict[str, float]:
                 await read()
             batches[name].append((time.process_time() - started) / READS * 1e6)
     await engine.dispose()
+    await pool.close()
     return {name: statistics.median(values) for name, values in batches.items()}
 
 
