@@ -2,7 +2,8 @@
 
 Isolates the database layer of GET /users/{id}: each variant opens what a request would open (a
 session or a connection from the generated engine, with its pool settings), reads user 5, and
-closes it; the last one reads it through a bare asyncpg pool, as the raw reference app does. Variants run interleaved, 1000 reads per batch, 7 batches; the median batch is reported.
+closes it; the last one reads it through a bare asyncpg pool, as the raw reference app does.
+Variants run interleaved, 1000 reads per batch, 7 batches; the median batch is reported.
 
 Run it with the Python of a generated async PostgreSQL project (bench/run.py leaves one in
 bench/.work/projects/async-int), from the repository root:
