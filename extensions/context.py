@@ -20,6 +20,8 @@ from copier_template_extensions import ContextHook
 class Driver:
     """A DB-API driver as SQLAlchemy and PyPI know it."""
 
+    name: str
+    """The driver's own name: `asyncpg`, `psycopg2`, `aiosqlite`, `sqlite3`."""
     drivername: str
     """The SQLAlchemy URL scheme, e.g. `postgresql+asyncpg`."""
     requirement: str
@@ -28,6 +30,20 @@ class Driver:
     """The `connect_args` key that bounds how long opening a connection may take."""
     pre_ping: str = ""
     """What `pool_pre_ping` sends on each checkout, for the generated README."""
+    error_code_attribute: str = "sqlite_errorname"
+    """The attribute of the driver's exception (SQLAlchemy's `DBAPIError.orig`) holding the
+    database's error code."""
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A database error code (or the prefix of a class of codes) and how the service answers it."""
+
+    code: str
+    meaning: str
+    unavailable: bool
+    """True: the database cannot serve anyone now (503, logged as an error); False: this request met
+    contention or a timeout and may simply be retried (503, logged as a warning)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,14 @@ class Database:
     """Where the generated tests create their throwaway database, or None for a temporary file."""
     unreachable_url: str
     """A URL no database answers at, for the generated tests of outages."""
+    integer_key: str
+    """The annotation of a 64-bit integer key column in the models (`BigInt`, defined in
+    `models/common.py`, or a plain `int` where the database's INTEGER is 64-bit already)."""
+    error_code_name: str
+    """What the database calls the code of an error: `SQLSTATE`, or SQLite's result code name."""
+    error_codes: tuple[ErrorCode, ...]
+    """The errors that answer 503 with `Retry-After`; any other database error is a 500 (or a 409
+    for a broken constraint). Codes are matched exactly, else by their longest listed prefix."""
 
     @property
     def url_backends_set(self) -> str:
@@ -107,21 +131,48 @@ DATABASES: dict[str, Database] = {
         pooled=True,
         drivers={
             "async": Driver(
+                "asyncpg",
                 "postgresql+asyncpg",
                 "asyncpg>=0.30",
                 connect_timeout_arg="timeout",
                 pre_ping="three round trips (asyncpg: BEGIN, an empty statement, ROLLBACK)",
+                error_code_attribute="sqlstate",
             ),
             "sync": Driver(
+                "psycopg2",
                 "postgresql+psycopg2",
                 "psycopg2-binary>=2.9.10",
                 connect_timeout_arg="connect_timeout",
                 pre_ping="one round trip (`SELECT 1`)",
+                error_code_attribute="pgcode",
             ),
         },
         default_url="{driver}://postgres@localhost:5432/{name}",
         test_server_url="{driver}://postgres@127.0.0.1:5432/postgres",
         unreachable_url="{driver}://postgres@127.0.0.1:1/postgres",
+        integer_key="BigInt",
+        error_code_name="SQLSTATE",
+        error_codes=(
+            ErrorCode("40001", "serialization failure", unavailable=False),
+            ErrorCode("40P01", "deadlock detected", unavailable=False),
+            ErrorCode("55P03", "lock not available within `LOCK_TIMEOUT`", unavailable=False),
+            ErrorCode("57014", "statement cancelled after `STATEMENT_TIMEOUT`", unavailable=False),
+            ErrorCode("08", "connection exception (refused, lost, failed)", unavailable=True),
+            ErrorCode("28", "authentication failed or unknown role", unavailable=True),
+            ErrorCode("3D000", "the database does not exist", unavailable=True),
+            ErrorCode(
+                "25006",
+                "read-only transaction (a standby, e.g. after a failover)",
+                unavailable=True,
+            ),
+            ErrorCode(
+                "53", "insufficient resources (too many connections, disk full)", unavailable=True
+            ),
+            ErrorCode(
+                "57P", "server shutting down, restarting or not yet accepting", unavailable=True
+            ),
+            ErrorCode("58", "system error (I/O)", unavailable=True),
+        ),
     ),
     "sqlite": Database(
         label="SQLite",
@@ -129,12 +180,27 @@ DATABASES: dict[str, Database] = {
         timezone_aware=False,
         pooled=False,
         drivers={
-            "async": Driver("sqlite+aiosqlite", "aiosqlite>=0.21"),
-            "sync": Driver("sqlite+pysqlite", ""),
+            "async": Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
+            "sync": Driver("sqlite3", "sqlite+pysqlite", ""),
         },
         default_url="{driver}:///./{name}.db",
         test_server_url=None,
         unreachable_url="{driver}:////nonexistent-folder/unreachable.db",
+        integer_key="int",
+        error_code_name="SQLite code",
+        error_codes=(
+            ErrorCode(
+                "SQLITE_BUSY", "another writer held the lock for `LOCK_TIMEOUT`", unavailable=False
+            ),
+            ErrorCode(
+                "SQLITE_LOCKED", "a table was locked by another connection", unavailable=False
+            ),
+            ErrorCode("SQLITE_CANTOPEN", "the database file cannot be opened", unavailable=True),
+            ErrorCode("SQLITE_READONLY", "the database file is read-only", unavailable=True),
+            ErrorCode("SQLITE_IOERR", "disk I/O error", unavailable=True),
+            ErrorCode("SQLITE_FULL", "the disk is full", unavailable=True),
+            ErrorCode("SQLITE_NOTADB", "the file is not a SQLite database", unavailable=True),
+        ),
     ),
 }
 
@@ -190,8 +256,9 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         imports=(),
         column_args="",
         path_type="IntId",
-        migration_type="sa.Integer()",
-        example="2_147_483_647",
+        # Portable: SQLite's INTEGER PRIMARY KEY is its 64-bit rowid; a BIGINT key would not be.
+        migration_type='sa.BigInteger().with_variant(sa.Integer(), "sqlite")',
+        example="9_223_372_036_854_775_807",
         malformed="not-a-number",
     ),
 }
@@ -233,11 +300,14 @@ class ContextUpdater(ContextHook):
         mode = MODES[context["sqlalchemy_mode"]]
         driver = db.drivers[context["sqlalchemy_mode"]]
         name = context["package_name"]
+        pk = PRIMARY_KEYS[context["primary_key"]]
         context.update(
             db=db,
             driver=driver,
             mode=mode,
-            pk=PRIMARY_KEYS[context["primary_key"]],
+            pk=pk,
+            # What `Mapped[...]` says of key columns in the models.
+            key_annotation=db.integer_key if pk.annotation == "int" else pk.annotation,
             async_=mode.async_,
             await_=mode.await_,
             default_database_url=db.default_url.format(driver=driver.drivername, name=name),
