@@ -203,7 +203,10 @@ def streaming_pair(
         replica.root_cert = primary.root_cert
         with _running(replica):
             streaming = "SELECT status FROM pg_stat_wal_receiver"
-            _wait_until(lambda: replica.query(streaming) == "streaming", 30, "streaming")
+            try:
+                _wait_until(lambda: replica.query(streaming) == "streaming", 30, "streaming")
+            except TimeoutError as error:
+                raise ClusterError(f"{error}; replica's log:\n{replica.log.read_text()}") from error
             yield StreamingPair(primary, replica)
 
 
@@ -311,7 +314,8 @@ def _configure(data: Path, ssl: SslMode, settings: Mapping[str, str]) -> None:
     }
     with (data / "postgresql.conf").open("a") as file:
         for name, value in conf.items():
-            file.write(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n")
+            quoted = value.replace("'", "''")
+            file.write(f"{name} = '{quoted}'\n")
     # "all" does not match replication connections: they get lines of their own.
     tcp = (
         ["hostssl {} all 127.0.0.1/32 trust", "hostnossl {} all 127.0.0.1/32 reject"]
@@ -402,7 +406,8 @@ def _checked(*command: str, log: PrivateServer | None = None, **options: Any) ->
 def _server_program(name: str) -> str:
     """`name` from the newest PostgreSQL server installed (Debian keeps them out of PATH)."""
     folders = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda folder: float(folder.parent.name)
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda folder: [int(part) for part in re.findall(r"\d+", folder.parent.name)],
     )
     found = [str(folder / name) for folder in folders if (folder / name).exists()]
     program = found[-1] if found else shutil.which(name)
