@@ -6,93 +6,17 @@ can stop and start it while the app, under uvicorn, keeps serving.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.pgcluster import private_server
 from tests.rendering import render, run, uv
-from tests.serving import free_port, request, serving
+from tests.serving import request, serving
 
 pytestmark = pytest.mark.matrix
-
-
-class PrivateServer:
-    """A throw-away PostgreSQL cluster, run as the postgres user (the server refuses root)."""
-
-    def __init__(self, folder: Path, port: int) -> None:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [shutil.which("pg_ctl")]
-        if not found[-1]:
-            raise FileNotFoundError("pg_ctl (PostgreSQL server binaries)")
-        self.bin = Path(str(found[-1])).parent
-        self.folder = folder
-        self.port = port
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-        self._run(
-            str(self.bin / "initdb"),
-            "-D",
-            str(self.folder / "data"),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.folder / "data"),
-            "-o",
-            options,
-            "-l",
-            str(self.folder / "server.log"),
-            "-w",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop"
-        )
-
-
-@contextmanager
-def private_server() -> Iterator[PrivateServer]:
-    folder = Path(tempfile.mkdtemp(prefix="pg-outage-"))
-    try:
-        server = PrivateServer(folder, free_port())
-        server.init()
-    except (FileNotFoundError, subprocess.CalledProcessError, KeyError) as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"cannot run a private PostgreSQL server here: {error}")
-    server.start()
-    try:
-        yield server
-    finally:
-        with suppress(subprocess.CalledProcessError):  # Already stopped by a failing test.
-            server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float) -> float:
