@@ -14,9 +14,20 @@ import unicodedata
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-# Latin letters that Unicode does not decompose into an ASCII letter plus accents.
+# Latin letters that Unicode does not decompose into an ASCII letter plus accents (U+0131 is the
+# dotless i).
 _LATIN_LETTERS = str.maketrans(
-    {"ß": "ss", "æ": "ae", "ø": "o", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "ø": "o",
+        "œ": "oe",
+        "ł": "l",
+        "đ": "d",
+        "ð": "d",
+        "þ": "th",
+        "\u0131": "i",
+    }
 )
 
 PACKAGE_PREFIX = "app_"
