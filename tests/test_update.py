@@ -190,6 +190,8 @@ def test_a_conflicting_edit_keeps_both_sides_inline(tmp_path: Path, template: Pa
     assert "=======\nRETRY_AFTER_SECONDS = 2\n>>>>>>> after updating\n" in errors
     assert conflict_markers(project) == [f"{PACKAGE}/errors.py"]
     assert f"UU {PACKAGE}/errors.py" in git("status", "--porcelain", cwd=project)
+    # How the READMEs tell a user to find them:
+    assert git("diff", "--name-only", "--diff-filter=U", cwd=project) == f"{PACKAGE}/errors.py\n"
     assert answers_of(project)["_commit"] == "0.2.0"
 
 
