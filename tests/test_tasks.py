@@ -18,13 +18,21 @@ from tests.rendering import TEMPLATE
 
 COMMIT_MESSAGE = "Generate the project from its Copier template"
 SERVE = "uv run alembic upgrade head && uv run uvicorn {package}.main:app"
+IDENTITY_VARIABLES = ("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_CONFIG")
 
 
 def copier(
     *arguments: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run Copier's command line; it must succeed. Its messages go to stderr."""
-    environment = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    """Run Copier's command line with `env` (default: a git identity); it must succeed.
+
+    Copier prints its messages on stderr.
+    """
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"VIRTUAL_ENV", "EMAIL"} and not key.startswith(IDENTITY_VARIABLES)
+    }
     environment.update(env if env is not None else GIT_IDENTITY)
     result = subprocess.run(
         [sys.executable, "-m", "copier", *arguments],
@@ -62,6 +70,7 @@ def without_git_identity(home: Path) -> dict[str, str]:
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "user.useConfigOnly",
         "GIT_CONFIG_VALUE_0": "true",
