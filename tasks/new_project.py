@@ -33,7 +33,8 @@ def run(command: list[str], project: Path, timeout: float) -> str | None:
             cwd=project,
             env=env,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             timeout=timeout,
             check=False,
         )
@@ -84,4 +85,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception as error:
+        # Whatever went wrong, exiting non-zero would make Copier delete the generated project.
+        hint(f"the set-up task stopped ({error!r}): run `uv lock` and commit the project yourself")
