@@ -87,7 +87,7 @@ def test_the_lowest_admitted_copier_generates_and_updates_a_project(tmp_path: Pa
 
     # A release that fixes a module and edits the template's first revision.
     edit(
-        template / "template/src/{{ package_name }}/errors.py",
+        template / "template/src/{{ package_name }}/errors.py.jinja",
         "RETRY_AFTER_SECONDS = 5",
         "RETRY_AFTER_SECONDS = 2",
     )

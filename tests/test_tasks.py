@@ -161,7 +161,7 @@ def test_an_update_runs_no_task(tmp_path: Path) -> None:
     (project / "uv.lock").unlink()
     commit_all(project, "We do not lock")
     edit(
-        template / "template/src/{{ package_name }}/errors.py",
+        template / "template/src/{{ package_name }}/errors.py.jinja",
         "RETRY_AFTER_SECONDS = 5",
         "RETRY_AFTER_SECONDS = 2",
     )

@@ -123,7 +123,7 @@ def test_update_brings_the_fix_and_keeps_every_user_edit(tmp_path: Path, templat
     # first revision, which must never reach an existing project.
     template_package = template / "template/src/{{ package_name }}"
     edit(
-        template_package / "errors.py",
+        template_package / "errors.py.jinja",
         '"The database is unavailable; try again shortly"',
         '"The database is unavailable; retry after the Retry-After delay"',
     )
@@ -169,7 +169,7 @@ def test_a_conflicting_edit_keeps_both_sides_inline(tmp_path: Path, template: Pa
     edit(project / PACKAGE / "errors.py", "RETRY_AFTER_SECONDS = 5", "RETRY_AFTER_SECONDS = 30")
     commit_all(project, "Clients of ours back off longer")
     edit(
-        template / "template/src/{{ package_name }}/errors.py",
+        template / "template/src/{{ package_name }}/errors.py.jinja",
         "RETRY_AFTER_SECONDS = 5",
         "RETRY_AFTER_SECONDS = 2",
     )
