@@ -26,9 +26,17 @@ def combination_id(answers: dict[str, str]) -> str:
 
 
 def render(
-    destination: Path, vcs_ref: str = "HEAD", template: Path = TEMPLATE, **answers: Any
+    destination: Path,
+    vcs_ref: str = "HEAD",
+    template: Path = TEMPLATE,
+    tasks: bool = True,
+    **answers: Any,
 ) -> Path:
-    """Generate a project into `destination` with the defaults overridden by `answers`."""
+    """Generate a project into `destination` with the defaults overridden by `answers`.
+
+    With `tasks`, the template's tasks run as they do for a user (`uv lock`, then the first git
+    commit); checks that only read the rendered files leave them out.
+    """
     copier.run_copy(
         str(template),
         destination,
@@ -37,6 +45,7 @@ def render(
         unsafe=True,
         vcs_ref=vcs_ref,
         quiet=True,
+        skip_tasks=not tasks,
     )
     return destination
 
@@ -64,16 +73,18 @@ def run(
     return result
 
 
-def check_project(project: Path) -> str:
+def check_project(project: Path, locked: bool = True) -> str:
     """Install `project` in its own environment and run its linters, type checker and test suite.
 
-    Returns pytest's summary line. PostgreSQL projects test against `postgres.SERVER_URL`; in CI a
-    skipped test fails the check.
+    `locked` installs exactly what the project's `uv.lock` says and fails if it is missing or out
+    of date (a new project's tasks wrote it); without it, `uv sync` locks afresh, as it does for a
+    user after an update that changed the dependencies. Returns pytest's summary line.
+    PostgreSQL projects test against `postgres.SERVER_URL`; in CI a skipped test fails the check.
     """
     from tests import postgres
 
     tool = uv()
-    run(tool, "sync", cwd=project)
+    run(tool, "sync", *(["--locked"] if locked else []), cwd=project)
     run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
     run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
     run(tool, "run", "--no-sync", "mypy", cwd=project)
