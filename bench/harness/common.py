@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import socket
 import statistics
@@ -90,3 +91,8 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def ratio(value: float, reference: float) -> float:
+    """value ÷ reference; NaN where the reference is no figure to compare with (none, 0 or ∞)."""
+    return value / reference if math.isfinite(reference) and reference > 0 else math.nan

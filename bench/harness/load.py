@@ -4,6 +4,7 @@ a fixed rate whether or not the app keeps up (open model). Both measure from 127
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -80,6 +81,9 @@ def fixed_rate(server: Server, route: str, rate: int, seconds: float, tag: str) 
     # users.mjs waits up to twice the run's length (5 s at least) for the last answers.
     result, cpu, busy = _measured(server, cmd, 3 * seconds + 60)
     elapsed = result["elapsed_us"] / 1e6
+    for key in ("p50_us", "p90_us", "p99_us", "max_us"):
+        if result[key] is None:  # the percentile falls on a request that was never answered
+            result[key] = math.inf
     result["sent_rps"] = result["sent"] / result["seconds"]
     result["answered_rps"] = result["answered_while_sending"] / result["seconds"]
     result["app_cpu"] = cpu / elapsed

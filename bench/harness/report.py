@@ -11,7 +11,7 @@ import platform
 from pathlib import Path
 
 from .apps import BASELINE, ROUTES, App
-from .common import COPIER, REPO, median, psql, run
+from .common import COPIER, REPO, median, psql, ratio, run
 from .load import tool_versions
 from .targets import TARGETS
 
@@ -94,7 +94,14 @@ def machine_info(state: dict[str, str], fixed_rate: bool) -> list[tuple[str, str
 
 
 def fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    """A figure for a table: n/a where it was not measured, ∞ where no answer came."""
+    if math.isnan(value):
+        return "n/a"
+    return "∞" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def ms(microseconds: float, digits: int = 2) -> str:
+    return fmt(microseconds / 1000, digits)
 
 
 def targets_section(apps: list[App]) -> list[str]:
@@ -114,19 +121,19 @@ def targets_section(apps: list[App]) -> list[str]:
         cells = []
         for name in target.apps:
             app, reference = by_name.get(name), by_name.get(target.measure.reference)
-            ratio = target.ratio(app, reference) if app and reference else math.nan
-            if math.isnan(ratio):
-                cells += [fmt(ratio), "–"]
+            measured = target.ratio(app, reference) if app and reference else math.nan
+            if math.isnan(measured):
+                cells += [fmt(measured), "–"]
                 continue
             judged += 1
-            met += target.met(ratio)
-            cells += [fmt(ratio), "yes" if target.met(ratio) else "**no**"]
+            met += target.met(measured)
+            cells += [fmt(measured), "yes" if target.met(measured) else "**no**"]
         lines.append(f"| {target.label} | {target.requirement} | {' | '.join(cells)} |")
     lines += [
         "",
         f"Met: {met} of {judged}."
         if judged
-        else "No target could be judged: none of its apps ran.",
+        else "No target could be judged: their apps did not run.",
     ]
     return lines
 
@@ -154,7 +161,7 @@ def saturation_section(apps: list[App], baseline: App | None) -> list[str]:
             lines.append(
                 f"| {label} | {app.name} | {rps:.0f} | {min(r['rps'] for r in runs):.0f}–"
                 f"{max(r['rps'] for r in runs):.0f} | {app.at_saturation(route, 'p50_us') / 1000:.2f} | "
-                f"{p99 / 1000:.2f} | {fmt(rps / base_rps)} | {fmt(p99 / base_p99)} | "
+                f"{p99 / 1000:.2f} | {fmt(ratio(rps, base_rps))} | {fmt(ratio(p99, base_p99))} | "
                 f"{app.at_saturation(route, 'app_cpu'):.2f} | "
                 f"{median([1e6 * r['app_cpu'] / r['rps'] for r in runs]):.0f} | {sum(r['errors'] for r in runs)} |"
             )
@@ -182,7 +189,8 @@ def fixed_rate_section(
         "behind; answered req/s (answers while it was sending) under the offered rate means the "
         "app could not keep up: its queue grew for the whole run, and its latency is that queue's. "
         "errors: non-2xx answers, socket errors, and requests still unanswered when the wait for "
-        "the last answers (twice the run's length) ran out, which the percentiles leave out.",
+        "the last answers (twice the run's length) ran out; in the percentiles those rank above "
+        "every answer, and ∞ is a percentile that fell on one.",
         "",
         "| route | app | offered req/s | sent req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
         "p99 ÷ raw | max ms | connections | app CPU | CPU µs/req | errors |",
@@ -196,9 +204,9 @@ def fixed_rate_section(
             lines.append(
                 f"| {label} | {app.name} | {rates[route]} | {app.at_fixed_rate(route, 'sent_rps'):.0f} | "
                 f"{app.at_fixed_rate(route, 'answered_rps'):.0f} | "
-                f"{app.at_fixed_rate(route, 'p50_us') / 1000:.2f} | "
-                f"{app.at_fixed_rate(route, 'p90_us') / 1000:.2f} | {p99 / 1000:.2f} | "
-                f"{fmt(p99 / base_p99)} | {max(r['max_us'] for r in runs) / 1000:.1f} | "
+                f"{ms(app.at_fixed_rate(route, 'p50_us'))} | "
+                f"{ms(app.at_fixed_rate(route, 'p90_us'))} | {ms(p99)} | "
+                f"{fmt(ratio(p99, base_p99))} | {ms(max(r['max_us'] for r in runs), 1)} | "
                 f"{max(r['connections'] for r in runs)} | {app.at_fixed_rate(route, 'app_cpu'):.2f} | "
                 f"{app.at_fixed_rate(route, 'cpu_us_per_request'):.0f} | {sum(r['errors'] for r in runs)} |"
             )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .apps import BASELINE, ROUTES, App
+from .common import ratio as ratio_of
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,12 @@ class Target:
         return f"{'≥' if self.at_least else '≤'} {self.bound:g}"
 
     def ratio(self, app: App, reference: App) -> float:
-        return self.measure.figure(app, self.route) / self.measure.figure(reference, self.route)
+        return ratio_of(
+            self.measure.figure(app, self.route), self.measure.figure(reference, self.route)
+        )
 
-    def met(self, ratio: float) -> bool:
-        return ratio >= self.bound if self.at_least else ratio <= self.bound
+    def met(self, measured: float) -> bool:
+        return measured >= self.bound if self.at_least else measured <= self.bound
 
 
 # The generated apps with their defaults (pool_pre_ping on).

@@ -13,7 +13,8 @@
 // fell behind is measured on its whole queue and has worked it off before the next run. An app that keeps up
 // answers about as many requests while they are being sent as were sent; one that cannot answers
 // fewer, and its queue (and the connections open) grow for as long as the run lasts.
-// Prints one line "BENCH_JSON {...}" with the counts and latency percentiles (microseconds).
+// Prints one line "BENCH_JSON {...}" with the counts and latency percentiles (microseconds; null
+// where the percentile falls on a request that got no answer).
 
 import { readFileSync } from "node:fs";
 import { loadTest } from "loadtest";
@@ -106,9 +107,14 @@ while (pending > 0 && Date.now() < deadline) {
 }
 const elapsedUs = Number(process.hrtime.bigint() - startedAt) / 1000;
 
+// Percentiles over every request sent: one that failed on its socket or was never answered ranks
+// above every answer, and a percentile that falls on one is null (no latency: it never came).
 latenciesUs.sort((a, b) => a - b);
-const percentile = (p) =>
-  latenciesUs.length ? latenciesUs[Math.max(0, Math.ceil((p / 100) * latenciesUs.length) - 1)] : 0;
+const failed = socketErrors + pending;
+const percentile = (p) => {
+  const rank = Math.max(0, Math.ceil((p / 100) * (latenciesUs.length + failed)) - 1);
+  return rank < latenciesUs.length ? Math.round(latenciesUs[rank]) : null;
+};
 const summary = {
   offered_rps: rate,
   seconds,
@@ -120,10 +126,10 @@ const summary = {
   unanswered: pending,
   connections: result.clients,
   elapsed_us: Math.round(elapsedUs),
-  p50_us: Math.round(percentile(50)),
-  p90_us: Math.round(percentile(90)),
-  p99_us: Math.round(percentile(99)),
-  max_us: Math.round(latenciesUs.at(-1) ?? 0),
+  p50_us: percentile(50),
+  p90_us: percentile(90),
+  p99_us: percentile(99),
+  max_us: failed ? null : percentile(100),
 };
 process.stdout.write(`BENCH_JSON ${JSON.stringify(summary)}\n`);
 process.exit(0); // keep-alive sockets would hold the process open
