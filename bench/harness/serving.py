@@ -1,0 +1,168 @@
+"""Generates and installs the projects, makes each app's database, and serves an app under uvicorn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .apps import USER_KEYS, App, project_dir
+from .common import COPIER, REPO, WORK, free_port, http, log, psql, run
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+
+def copier_copy(dest: Path, vcs_ref: str, answers: dict[str, str]) -> None:
+    cmd = [str(COPIER), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", vcs_ref]
+    for key, value in answers.items():
+        cmd += ["-d", f"{key}={value}"]
+    run([*cmd, str(REPO), str(dest)], timeout=300)
+
+
+def generate(mode: str, pk: str, vcs_ref: str) -> None:
+    """Generate the PostgreSQL project of this mode and key type, and install it with uv."""
+    dest = project_dir(mode, pk)
+    log(f"generating and installing {mode}-{pk}")
+    shutil.rmtree(dest, ignore_errors=True)
+    copier_copy(
+        dest, vcs_ref, {"database": "postgresql", "sqlalchemy_mode": mode, "primary_key": pk}
+    )
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    run(["uv", "sync", "--quiet"], cwd=dest, env=env, timeout=600)
+
+
+def create_database(app: App, seed_users: int) -> None:
+    """A fresh database for the app, migrated by its project's Alembic and seeded with users."""
+    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
+    psql(f'CREATE DATABASE "{app.database}"')
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["DATABASE_URL"] = app.url
+    run(
+        [str(app.project / ".venv" / "bin" / "alembic"), "upgrade", "head"],
+        cwd=app.project,
+        env=env,
+        timeout=120,
+    )
+    id_column = "id, " if app.pk == "uuid" else ""
+    id_value = "gen_random_uuid(), " if app.pk == "uuid" else ""
+    # The same users in every database: seed-1 .. seed-N, one second apart.
+    psql(
+        f"INSERT INTO users ({id_column}email, name, created_at, updated_at) "
+        f"SELECT {id_value}format('seed-%s@example.org', g), format('Seed User %s', g), "
+        f"timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second', "
+        f"timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second' "
+        f"FROM generate_series(1, {seed_users}) AS g",
+        app.database,
+    )
+    psql("VACUUM ANALYZE users", app.database)
+    ids = psql("SELECT id FROM users ORDER BY created_at, id", app.database).splitlines()
+    app.ids_file.parent.mkdir(parents=True, exist_ok=True)
+    app.ids_file.write_text("\n".join(ids) + "\n")
+
+
+def reset_table(app: App) -> None:
+    """Remove the users POST created, so every run reads the same table."""
+    psql("DELETE FROM users WHERE email NOT LIKE 'seed-%'", app.database)
+    psql("VACUUM ANALYZE users", app.database)
+
+
+def drop_database(app: App) -> None:
+    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
+
+
+class Server:
+    """One uvicorn process (one worker, no access log) on a free loopback port."""
+
+    def __init__(self, app: App, label: str) -> None:
+        self.app = app
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        log_path = WORK / "logs" / f"{app.name}-{label}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        cmd = [
+            str(app.project / ".venv" / "bin" / "python"),
+            "-m",
+            "uvicorn",
+            app.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        if app.app_dir:
+            cmd += ["--app-dir", str(app.app_dir)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        env.update(app.env, DATABASE_URL=app.url)
+        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            cmd, cwd=app.app_dir or app.project, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.pid = self.proc.pid
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if http("GET", self.base + "/users?limit=1")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SystemExit(
+            f"{self.app.name} did not start; log:\n{self.log_path.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def check_app(server: Server) -> None:
+    """The app answers the three routes with the generated app's JSON shape and the seeded data."""
+    app = server.app
+    first_id = app.ids_file.read_text().split()[0]
+    status, body = http("GET", f"{server.base}/users/{first_id}")
+    assert status == 200 and isinstance(body, dict) and set(body) == USER_KEYS, (
+        app.name,
+        status,
+        body,
+    )
+    assert body["email"] == "seed-1@example.org", (app.name, body)
+    status, body = http("GET", f"{server.base}/users?limit=50")
+    assert status == 200 and isinstance(body, list) and len(body) == 50, (app.name, status, body)
+    assert all(set(item) == USER_KEYS for item in body), (app.name, body[0])
+    emails = [item["email"] for item in body]
+    assert emails == [f"seed-{i}@example.org" for i in range(1, 51)], (app.name, emails[:5])
+    status, body = http(
+        "POST", f"{server.base}/users", {"email": f"check-{app.name}@example.org", "name": "Check"}
+    )
+    assert status == 201 and isinstance(body, dict) and set(body) == USER_KEYS, (
+        app.name,
+        status,
+        body,
+    )
+    if app.answers_conflict:
+        status, _ = http(
+            "POST",
+            f"{server.base}/users",
+            {"email": f"check-{app.name}@example.org", "name": "Check"},
+        )
+        assert status == 409, (app.name, "a duplicate email must answer 409", status)
+    app.checked = True
