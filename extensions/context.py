@@ -135,7 +135,7 @@ DATABASES: dict[str, Database] = {
                 "postgresql+asyncpg",
                 "asyncpg>=0.30",
                 connect_timeout_arg="timeout",
-                pre_ping="three round trips (asyncpg: BEGIN, an empty statement, ROLLBACK)",
+                pre_ping="asyncpg sends an empty prepared statement",
                 error_code_attribute="sqlstate",
             ),
             "sync": Driver(
@@ -143,7 +143,7 @@ DATABASES: dict[str, Database] = {
                 "postgresql+psycopg2",
                 "psycopg2-binary>=2.9.10",
                 connect_timeout_arg="connect_timeout",
-                pre_ping="one round trip (`SELECT 1`)",
+                pre_ping="psycopg2 sends `SELECT 1`",
                 error_code_attribute="pgcode",
             ),
         },
