@@ -234,16 +234,31 @@ def test_answers_an_update_cannot_carry_out_are_refused(
     assert answers_of(project)["primary_key"] == "uuid"
 
 
-def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path) -> None:
-    """What the next release will ask of every existing project: update from the last tag."""
+def unreleased_revisions(changelog: str) -> list[str]:
+    """The Alembic revisions the "Unreleased" entry of CHANGELOG.md asks of updating projects."""
+    unreleased = changelog.split("## Unreleased", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", unreleased, re.DOTALL)
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path, database: str) -> None:
+    """What the next release will ask of every existing project: update from the last tag, add
+    the revisions CHANGELOG.md gives, and pass its own suite (integer keys: the harder case)."""
     repository = clone_with_history(tmp_path / "template")
     previous = latest_release(repository)
     if previous is None:
         pytest.skip("no release: neither a tag nor a commit recorded in CHANGELOG.md")
-    postgres.require_server()
-    project = generate(repository, tmp_path / "my-service", previous, database="postgresql")
+    if database == "postgresql":
+        postgres.require_server()
+    project = generate(
+        repository, tmp_path / "my-service", previous, database=database, primary_key="int"
+    )
 
     update(project, "HEAD")
+    for number, revision in enumerate(
+        unreleased_revisions((repository / "CHANGELOG.md").read_text())
+    ):
+        (project / f"migrations/versions/from_changelog_{number}.py").write_text(revision)
 
     assert conflict_markers(project) == []
     # The update may change the dependencies: `uv sync` locks them afresh, as a user's would.
