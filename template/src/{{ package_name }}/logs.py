@@ -66,8 +66,9 @@ def configure_logging(level: str, log_format: Literal["text", "json"]) -> None:
                 "uvicorn.access": {"handlers": [], "propagate": False},
                 # Statements are logged only when asked for (and never their parameters).
                 "sqlalchemy.engine": {"level": "WARNING"},
-                # The revisions a deploy runs ("Running upgrade 0001 -> 0002").
-                "alembic": {"level": "INFO"},
+                # Alembic logs the revisions a deploy runs ("Running upgrade 0001 -> 0002") at
+                # INFO, but also each of its plugins as it loads them, on every start-up.
+                "alembic.runtime.plugins": {"level": "WARNING"},
             },
         }
     )
