@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.rendering import run
+from tests.serving import free_port
 
 STATE = Path(os.environ.get("TEMPLATE_PODMAN_STATE", "/var/tmp/template-podman"))
 """Podman's storage and the cached base image live here; a fresh machine starts without it."""
@@ -247,18 +248,22 @@ def running(
     podman: Podman,
     image: str,
     *,
-    port: int,
     env: dict[str, str],
     volumes: dict[str, str],
+    probe: str,
     command: tuple[str, ...] = (),
-    ready_path: str = "/health",
 ) -> Iterator[Container]:
-    """Start `image` detached, wait until `ready_path` answers 200, remove it afterwards."""
+    """Start `image` detached, wait until `probe` answers 200, remove the container afterwards.
+
+    On the host's network the app cannot listen on its usual port: it gets a free one (PORT).
+    """
     name = f"template-test-{uuid.uuid4().hex[:12]}"
-    podman("run", "--detach", f"--name={name}", *container_options(env, volumes), image, *command)
+    port = free_port()
+    options = container_options(env | {"PORT": str(port)}, volumes)
+    podman("run", "--detach", f"--name={name}", *options, image, *command)
     container = Container(name, f"http://127.0.0.1:{port}")
     try:
-        wait_until_ready(podman, container, ready_path)
+        wait_until_ready(podman, container, probe)
         yield container
     finally:
         podman("rm", "--force", "--time=10", name)

@@ -34,7 +34,7 @@ from tests.containers import (
     wait_until_ready,
 )
 from tests.rendering import COMBINATIONS, combination_id, render, run, uv
-from tests.serving import free_port, request
+from tests.serving import request
 
 pytestmark = pytest.mark.matrix
 
@@ -45,7 +45,8 @@ IMAGE_COMBINATIONS = [
 ]
 
 MIGRATE = ("alembic", "upgrade", "head")
-READY = "/health"
+READY = "/health/ready"
+LIVE = "/health/live"
 SQLITE_DATA = "/app/data"
 """Where the SQLite image keeps its database file (its DATABASE_URL points there)."""
 
@@ -138,33 +139,50 @@ def database_for(built: Built, podman: Podman) -> Iterator[tuple[dict[str, str],
 
 
 @pytest.mark.xdist_group("containers")
-def test_image_migrates_then_serves_as_a_non_root_user(built: Built, podman: Podman) -> None:
+def test_image_turns_ready_once_migrated_and_serves_as_a_non_root_user(
+    built: Built, podman: Podman
+) -> None:
     listing = podman("run", "--rm", "--network=host", "--pull=never", built.image, "ls", "-A")
     expected = {".venv", "alembic.ini", "migrations", "src"}
     if built.answers["database"] == "sqlite":
         expected.add("data")
     assert set(listing.split()) == expected
 
-    with database_for(built, podman) as (env, volumes):
-        run_to_completion(podman, built.image, env=env, volumes=volumes, command=MIGRATE)
-        port = free_port()
-        env = env | {"PORT": str(port), "UVICORN_PORT": str(port)}
-        with running(podman, built.image, port=port, env=env, volumes=volumes) as app:
-            body = {"email": "a@b.example", "name": "A"}
-            status, user = request("POST", app.url + "/users", body)
-            assert status == 201, user
-            assert isinstance(user, dict)
-            assert request("GET", f"{app.url}/users/{user['id']}") == (200, user)
+    # The server starts before the migration: alive, and healthy to the container engine, but
+    # not ready.
+    with (
+        database_for(built, podman) as (env, volumes),
+        running(podman, built.image, env=env, volumes=volumes, probe=LIVE) as app,
+    ):
+        status, body = request("GET", app.url + READY)
+        assert status == 503, body
+        podman("healthcheck", "run", app.name)
 
-            podman("healthcheck", "run", app.name)
-            state = json.loads(podman("inspect", "--format={{json .State}}", app.name))
-            assert state["Health"]["Status"] == "healthy", state["Health"]
+        output = run_to_completion(podman, built.image, env=env, volumes=volumes, command=MIGRATE)
+        # The image's LOG_FORMAT: JSON lines, Alembic's included (podman adds lines of its own).
+        records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert any("Running upgrade" in record["message"] for record in records), output
 
-            assert podman("exec", app.name, "id", "-u").strip() != "0"
-            status_file = podman("exec", app.name, "cat", "/proc/1/status")
-            uids = re.search(r"^Uid:\s+(.+)$", status_file, re.MULTILINE)
-            assert uids is not None, status_file
-            assert "0" not in uids.group(1).split(), f"the server runs as root: {uids.group(0)}"
+        wait_until_ready(podman, app, READY)
+        body = {"email": "a@b.example", "name": "A"}
+        status, user = request("POST", app.url + "/users", body)
+        assert status == 201, user
+        assert isinstance(user, dict)
+        assert request("GET", f"{app.url}/users/{user['id']}") == (200, user)
+
+        podman("healthcheck", "run", app.name)
+        state = json.loads(podman("inspect", "--format={{json .State}}", app.name))
+        assert state["Health"]["Status"] == "healthy", state["Health"]
+
+        assert podman("exec", app.name, "id", "-u").strip() != "0"
+        status_file = podman("exec", app.name, "cat", "/proc/1/status")
+        uids = re.search(r"^Uid:\s+(.+)$", status_file, re.MULTILINE)
+        assert uids is not None, status_file
+        assert "0" not in uids.group(1).split(), f"the server runs as root: {uids.group(0)}"
+
+        logs = podman.run("logs", app.name)
+        for line in (logs.stdout + logs.stderr).splitlines():
+            assert "request_id" in json.loads(line), line
 
 
 @pytest.mark.xdist_group("containers")
@@ -178,8 +196,6 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
         for dependency, condition in needs.items()
         if condition["condition"] == "service_completed_successfully"
     }
-    port = free_port()
-
     with ExitStack() as stack:
         database_url = None
         if "db" in services:
@@ -208,12 +224,18 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
             if name in one_off:
                 run_to_completion(podman, built.image, env=env, volumes=mounts, command=command)
                 continue
-            # The host's network: the app listens on a free port instead of the one published.
+            # Published on the port the image listens on (`running` picks a free one instead).
             container_port = int(service["ports"][0].rsplit(":", 1)[1])
             assert container_port == image_port(podman, built.image)
-            env |= {"PORT": str(port), "UVICORN_PORT": str(port)}
             started[name] = stack.enter_context(
-                running(podman, built.image, port=port, env=env, volumes=mounts, command=command)
+                running(
+                    podman,
+                    built.image,
+                    env=env,
+                    volumes=mounts,
+                    command=command,
+                    probe=READY,
+                )
             )
 
         app = started["app"]
