@@ -180,6 +180,11 @@ def test_image_turns_ready_once_migrated_and_serves_as_a_non_root_user(
         assert uids is not None, status_file
         assert "0" not in uids.group(1).split(), f"the server runs as root: {uids.group(0)}"
 
+        # The server is PID 1 (exec form) and stops on SIGTERM, before podman would kill it.
+        podman("stop", "--time=60", app.name)
+        state = json.loads(podman("inspect", "--format={{json .State}}", app.name))
+        assert state["ExitCode"] == 0, state
+
         logs = podman.run("logs", app.name)
         for line in (logs.stdout + logs.stderr).splitlines():
             assert "request_id" in json.loads(line), line
