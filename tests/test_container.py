@@ -33,7 +33,7 @@ from tests.containers import (
     running,
     wait_until_ready,
 )
-from tests.rendering import COMBINATIONS, combination_id, render, run, uv
+from tests.rendering import COMBINATIONS, combination_id, render
 from tests.serving import request
 
 pytestmark = pytest.mark.matrix
@@ -55,7 +55,7 @@ SQLITE_DATA = "/app/data"
 def test_container_files_pass_hadolint_and_order_the_services(
     tmp_path: Path, answers: dict[str, str]
 ) -> None:
-    project = render(tmp_path / "my-service", **answers)
+    project = render(tmp_path / "my-service", tasks=False, **answers)
 
     hadolint(project / "Dockerfile")
     dockerfile = (project / "Dockerfile").read_text()
@@ -112,9 +112,8 @@ def built(
         postgres.require_server()
     folder = tmp_path_factory.mktemp(combination_id(answers))
     project = render(folder / "my-service", **answers)
-    # Until copying the template locks the dependencies itself.
-    if not (project / "uv.lock").exists():
-        run(uv(), "lock", cwd=project)
+    # The build installs exactly what is locked (`uv sync --frozen`).
+    assert (project / "uv.lock").is_file(), "copying the template writes uv.lock (its task)"
     # A developer's local settings: the build context must leave them out.
     (project / ".env").write_text("DATABASE_URL=sqlite:///./from-the-build-context.db\n")
     image = f"localhost/template-test-{combination_id(answers)}:{uuid.uuid4().hex[:12]}"
