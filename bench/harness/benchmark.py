@@ -56,11 +56,13 @@ def saturation_rounds(apps: list[App], args: argparse.Namespace) -> None:
                         f"r{round_no + 1}",
                     )
                     app.results[route].append(result)
+                    # A loaded machine can leave a short round without a single answer.
+                    per_request = 1e6 * result["app_cpu"] / result["rps"] if result["rps"] else 0
                     log(
                         f"round {round_no + 1}/{args.rounds} {app.name:15} {ROUTES[route]:20} "
                         f"{result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  "
                         f"p99 {result['p99_us'] / 1000:6.2f} ms  app CPU {result['app_cpu']:4.0%} "
-                        f"({1e6 * result['app_cpu'] / result['rps']:5.0f} µs/req)  "
+                        f"({per_request:5.0f} µs/req)  "
                         f"machine CPU {result['machine_cpu']:4.0%}  errors {result['errors']}"
                     )
                     if route == "post":
