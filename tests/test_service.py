@@ -599,6 +599,7 @@ def test_sigterm_stops_the_server_within_its_shutdown_timeout_despite_a_blocked_
             with postgres.transaction_left_open(url, locked):
                 blocked = pool.submit(rename, server, f"/users/{user_id}")
                 waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                waiting += " AND datname = current_database()"
                 poll_until(lambda: psql(url, waiting) != "0", 30, "the request to meet the lock")
                 started = time.monotonic()
                 server.process.terminate()
