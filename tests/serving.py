@@ -46,9 +46,9 @@ def serving(
 ) -> Iterator[str]:
     """Run the app until the block ends; yield its base URL once `ready` answers 200.
 
-    By default under uvicorn, the way its README says; with `production`, as
+    By default in one uvicorn process, the way its README says; with `production`, as
     `python -m my_service`, the production server, which takes its address and every other
-    setting (workers included) from `env`. Both write their output to `log`
+    setting (WEB_CONCURRENCY workers included) from `env`. Both write their output to `log`
     (`project/uvicorn.log` unless given).
     """
     port = free_port()
@@ -57,7 +57,9 @@ def serving(
         environment |= {"HOST": "127.0.0.1", "PORT": str(port)}
         command = [uv(), "run", "--no-sync", "python", "-m", "my_service"]
     else:
-        command = [uv(), "run", "--no-sync", "uvicorn", "my_service.main:app", "--port", str(port)]
+        # uvicorn would take its worker count from WEB_CONCURRENCY too: one, whatever `env` says.
+        app = ("my_service.main:app", "--port", str(port), "--workers", "1")
+        command = [uv(), "run", "--no-sync", "uvicorn", *app]
     log = log or project / "uvicorn.log"
     with log.open("w") as output:
         server = subprocess.Popen(
