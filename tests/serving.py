@@ -41,29 +41,45 @@ def request(method: str, url: str, body: object = None) -> tuple[int, object]:
 
 
 @contextmanager
-def serving(project: Path, env: dict[str, str]) -> Iterator[str]:
-    """Run the app under uvicorn, the way its README says, until the block ends."""
+def serving(
+    project: Path,
+    env: dict[str, str],
+    *,
+    production: bool = False,
+    ready: str = "/health",
+    log: Path | None = None,
+) -> Iterator[str]:
+    """Run the app until the block ends; yield its base URL once `ready` answers 200.
+
+    By default in one uvicorn process, the way its README says; with `production`, as
+    `python -m my_service`, the production server, which takes its address and every other
+    setting (WEB_CONCURRENCY workers included) from `env`. Both write their output to `log`
+    (`project/uvicorn.log` unless given).
+    """
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | env
-    log = project / "uvicorn.log"
+    if production:
+        environment |= {"HOST": "127.0.0.1", "PORT": str(port)}
+        command = [uv(), "run", "--no-sync", "python", "-m", "my_service"]
+    else:
+        # uvicorn would take its worker count from WEB_CONCURRENCY too: one, whatever `env` says.
+        app = ("my_service.main:app", "--port", str(port), "--workers", "1")
+        command = [uv(), "run", "--no-sync", "uvicorn", *app]
+    log = log or project / "uvicorn.log"
     with log.open("w") as output:
         server = subprocess.Popen(
-            [uv(), "run", "--no-sync", "uvicorn", "my_service.main:app", "--port", str(port)],
-            cwd=project,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            command, cwd=project, env=environment, stdout=output, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(base + "/health", timeout=2).close()
+                urllib.request.urlopen(base + ready, timeout=2).close()
                 break
             except (urllib.error.URLError, ConnectionError):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"uvicorn did not start:\n{log.read_text()}") from None
+                    raise AssertionError(f"the app did not start:\n{log.read_text()}") from None
                 time.sleep(0.2)
         yield base
     finally:
