@@ -21,6 +21,16 @@ COMBINATIONS: list[dict[str, str]] = [
 ]
 
 
+LEFT_OPEN_REPORTS = (
+    "Future exception was never retrieved",
+    "Task exception was never retrieved",
+    "Task was destroyed but it is pending",
+    "Exception ignored in",
+    "ResourceWarning",
+)
+"""How Python reports, after a run, what a test opened and never closed or awaited."""
+
+
 def combination_id(answers: dict[str, str]) -> str:
     return "-".join(answers.values())
 
@@ -90,8 +100,16 @@ def check_project(project: Path, locked: bool = True) -> str:
     run(tool, "run", "--no-sync", "mypy", cwd=project)
     env = {"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")}
     pytest = (tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
-    summary = run(*pytest, cwd=project, env=env).stdout.strip().splitlines()[-1]
+    result = run(*pytest, cwd=project, env=env)
+    summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary, summary
+    # Printed by the interpreter, not pytest, once the run is over: resources a test left open.
+    unseen = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.startswith(LEFT_OPEN_REPORTS)
+    ]
+    assert not unseen, f"the suite passed but left something open: {unseen}"
     assert "skipped" not in summary, summary
     return summary
 

@@ -8,6 +8,7 @@ under `alembic check`, and migrate down again.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,35 @@ def fuzz(base: str, project: Path) -> None:
     )
 
 
+LEAVES_A_FAILED_FUTURE = """\
+import asyncio
+
+
+async def test_leaves_a_failed_future() -> None:
+    asyncio.get_running_loop().create_future().set_exception(ConnectionError("left open"))
+"""
+
+
+def assert_suite_fails_on_what_asyncio_reports(project: Path) -> None:
+    """A test that passes but leaves a future's exception unretrieved fails the run."""
+    test = project / "tests" / "test_left_open.py"
+    test.write_text(LEAVES_A_FAILED_FUTURE)
+    try:
+        result = subprocess.run(
+            (uv(), "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", str(test)),
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        test.unlink()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "asyncio reported during this test" in result.stdout, result.stdout
+    assert "left open" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
 def test_generated_project_passes_its_own_tool_chain(
     tmp_path: Path, answers: dict[str, str]
@@ -65,6 +95,8 @@ def test_generated_project_passes_its_own_tool_chain(
     tool = uv()
 
     check_project(project)
+    if answers["sqlalchemy_mode"] == "async":
+        assert_suite_fails_on_what_asyncio_reports(project)
 
     with database_for(project, answers["database"]) as url:
         env = {"DATABASE_URL": url}
