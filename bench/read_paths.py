@@ -45,7 +45,7 @@ async def drop_database() -> None:
 
 async def measure() -> dict[str, float]:
     # Imported here: the generated settings read DATABASE_URL when the package is imported.
-    from my_service.database import Base, SessionLocal, engine
+    from my_service.database import Base, ReadSessionLocal, SessionLocal, engine, read_engine
     from my_service.models import User
     from my_service.routes.users import SELECT_USER
     from my_service.schemas import UserPublic, columns_of
@@ -62,7 +62,6 @@ async def measure() -> dict[str, float]:
     orm_columns = columns_of(User, UserPublic)
     table = User.__table__
     table_columns = [table.c[name] for name in UserPublic.model_fields]
-    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     # The floor: the driver alone, as bench/apps/raw_asyncpg.py uses it.
     pool = await asyncpg.create_pool(f"{SERVER}/{DATABASE}", min_size=5, max_size=15)
     raw_sql = f"SELECT {', '.join(UserPublic.model_fields)} FROM users WHERE id = $1"
@@ -70,6 +69,11 @@ async def measure() -> dict[str, float]:
     async def session_get() -> object:
         async with SessionLocal() as session:
             return await session.get(User, 5)
+
+    async def read_session_prebuilt() -> object:
+        async with ReadSessionLocal() as session:
+            result = await session.execute(SELECT_USER, {"user_id": 5})
+            return result.one_or_none()
 
     async def session_prebuilt() -> object:
         async with SessionLocal() as session:
@@ -95,7 +99,7 @@ async def measure() -> dict[str, float]:
             return await core(connection)
 
     async def autocommit_table_columns() -> object:
-        async with autocommit.connect() as connection:
+        async with read_engine.connect() as connection:
             return await core(connection)
 
     async def raw_asyncpg() -> object:
@@ -103,11 +107,12 @@ async def measure() -> dict[str, float]:
 
     variants: dict[str, Callable[[], Awaitable[object]]] = {
         "session.get(User, id) (the tutorial's read)": session_get,
-        "session.execute(SELECT_USER, {...}), built once (generated)": session_prebuilt,
+        "read-only session, SELECT_USER built once (generated GET routes)": read_session_prebuilt,
+        "read-write session, SELECT_USER built once": session_prebuilt,
         "session.execute(select(*columns_of(User, UserPublic))), built per read": session_orm_columns,
         "session.execute(select(*table columns))": session_table_columns,
-        "engine.connect(), table columns (Core)": connection_table_columns,
-        "AUTOCOMMIT engine.connect(), table columns (Core)": autocommit_table_columns,
+        "engine.connect(), READ COMMITTED transaction, table columns (Core)": connection_table_columns,
+        "read_engine.connect(), autocommit, table columns (Core)": autocommit_table_columns,
         "asyncpg pool, no SQLAlchemy (the raw app's read)": raw_asyncpg,
     }
     for read in variants.values():
@@ -121,6 +126,7 @@ async def measure() -> dict[str, float]:
                 await read()
             batches[name].append((time.process_time() - started) / READS * 1e6)
     await engine.dispose()
+    await read_engine.dispose()
     await pool.close()
     return {name: statistics.median(values) for name, values in batches.items()}
 
