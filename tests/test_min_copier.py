@@ -65,7 +65,7 @@ def recorded(project: Path) -> dict[str, object]:
 
 
 def test_the_lowest_admitted_copier_generates_and_updates_a_project(tmp_path: Path) -> None:
-    assert min_copier("--version", cwd=tmp_path).split()[-1] == MIN_COPIER
+    assert f"copier {MIN_COPIER}\n" in min_copier("--version", cwd=tmp_path)
     template = clone_template(tmp_path / "template")
     release(template, "0.1.0")
     project = tmp_path / "service"
