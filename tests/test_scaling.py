@@ -544,7 +544,7 @@ def budget_warnings(log: Path) -> list[str]:
 def test_the_app_warns_when_its_pools_can_exceed_the_servers_connections(
     replicated: Replicated, tmp_path: Path
 ) -> None:
-    # One worker's pools fit each server of the pair: 1 x (5 + 10) = 15 <= 20 - 3.
+    # One worker's pools fit each server of the pair: 1 x (15 + 0) = 15 <= 20 - 3.
     assert budget_warnings(replicated.log) == []
 
     # Four workers' do not, on either server. Each worker checks as it starts, alike: one process
