@@ -25,7 +25,7 @@ CATEGORIES = [
         r"_ConnectionRecord\.__connect |_create_ssl_connection |"
         r"connect_utils|first_connect |on_connect ",
     ),
-    ("pool pre-ping (BEGIN; `;`; ROLLBACK)", r"_async_ping |do_ping "),
+    ("pool pre-ping (`;`, outside a transaction)", r"_async_ping |do_ping "),
     # asyncpg's Transaction frames are often the root of a sample (a resumed coroutine), so BEGIN and
     # ROLLBACK that cannot be told apart from the pre-ping's count here.
     ("BEGIN (the session's; or the pre-ping's)", r"_start_transaction |Transaction\.start "),
