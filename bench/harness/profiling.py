@@ -26,11 +26,11 @@ CATEGORIES = [
         r"connect_utils|first_connect |on_connect ",
     ),
     ("pool pre-ping (`;`, outside a transaction)", r"_async_ping |do_ping "),
-    # asyncpg's Transaction frames are often the root of a sample (a resumed coroutine), so BEGIN and
-    # ROLLBACK that cannot be told apart from the pre-ping's count here.
-    ("BEGIN (the session's; or the pre-ping's)", r"_start_transaction |Transaction\.start "),
+    # asyncpg's Transaction frames are often the root of a sample (a resumed coroutine). Connections
+    # rest in autocommit, so only read-write sessions begin and end transactions.
+    ("BEGIN (a read-write session's)", r"_start_transaction |Transaction\.start "),
     (
-        "COMMIT / ROLLBACK (the session's; or the pre-ping's)",
+        "COMMIT / ROLLBACK (a read-write session's)",
         r"(Transaction\.(_Transaction__)?(rollback|commit)|Transaction\.__(rollback|commit)|_call_and_discard) ",
     ),
     (
