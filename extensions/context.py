@@ -7,6 +7,7 @@ more entry in the tables below.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,80 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
 }
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric answer may take, and so the setting it becomes the default of.
+
+    The question's validator and the generated settings both read it: an accepted answer always
+    makes a project that starts, and a setting accepts every value the question does.
+    """
+
+    low: float
+    high: float | None
+    """The largest value allowed, or None for no limit."""
+    low_exclusive: bool = False
+    """True: values must be greater than `low`, not equal to it."""
+    off: int | None = None
+    """A value below the range that turns the setting off (`pool_recycle=-1`)."""
+    integer: bool = True
+
+    def admits(self, value: object) -> bool:
+        """Whether an answer is allowed (a bool, NaN or infinity never is)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.off is not None and value == self.off:
+            return True
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_exclusive else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    @property
+    def text(self) -> str:
+        """The range in words, as the help says it: `1 to 1000`, `> 0, at most 3600`."""
+        if self.low_exclusive:
+            text = f"> {self.low:g}"
+            if self.high is not None:
+                text += f", at most {self.high:g}"
+        elif self.high is None:
+            text = f"{self.low:g} or more"
+        else:
+            text = f"{self.low:g} to {self.high:g}"
+        return text if self.off is None else f"{self.off} (off) or {text}"
+
+    @property
+    def message(self) -> str:
+        """A validator's refusal: `must be from 1 to 1000`."""
+        plain_range = not self.low_exclusive and self.high is not None and self.off is None
+        return f"must be {'from ' if plain_range else ''}{self.text}"
+
+    @property
+    def field_arguments(self) -> str:
+        """The pydantic `Field` constraints of the setting, e.g. `ge=1, le=1000`.
+
+        A bound with an `off` value gets `ge=<off>` only: the setting refuses the values between
+        `off` and the range itself (`pool_recycle=0`).
+        """
+        if self.off is not None:
+            arguments = [f"ge={self.off}"]
+        else:
+            arguments = [f"{'gt' if self.low_exclusive else 'ge'}={self.low:g}"]
+        if self.high is not None:
+            arguments.append(f"le={self.high:g}")
+        if not self.integer:
+            arguments.append("allow_inf_nan=False")
+        return ", ".join(arguments)
+
+
+BOUNDS: dict[str, Bound] = {
+    "pool_size": Bound(1, 1000),
+    "max_overflow": Bound(0, 1000),
+    "pool_timeout": Bound(0, 3600, low_exclusive=True, integer=False),
+    "pool_recycle": Bound(0, None, low_exclusive=True, off=-1),
+}
+"""Each numeric question's range, stated once for its validator, its help and its setting."""
+
+
 ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name"})
 """The answers the derived values depend on."""
 
@@ -293,6 +368,7 @@ class ContextUpdater(ContextHook):
     """Adds `db`, `driver`, `mode`, `pk` and the async/await prefixes to the rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
+        context["bounds"] = BOUNDS  # The questions' validators read these before any answer.
         if not context.keys() >= ANSWERS:
             return  # Still asking the questions: there is nothing to derive yet.
         refuse_fixed_answer_changes(context)

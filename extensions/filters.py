@@ -1,13 +1,11 @@
-"""Jinja filters the questions use to derive names and check numbers.
+"""Jinja filters the questions use to derive names.
 
 `copier.yml` derives `project_slug` from `project_name` and `package_name` from `project_slug`
-with these filters, and its validators test numbers with `finite`, so the rules live in typed
-Python rather than in long Jinja expressions.
+with these filters, so the rules live in typed Python rather than in long Jinja expressions.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 
@@ -51,16 +49,10 @@ def package_name(slug: str) -> str:
     return PACKAGE_PREFIX + name if name[:1].isdigit() else name
 
 
-def is_finite(value: object) -> bool:
-    """Whether `value` is a real number other than NaN and ±infinity."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 class NameFilters(Extension):
-    """Registers the filters `ascii_slug` and `package_name`, and the test `finite`."""
+    """Registers the filters `ascii_slug` and `package_name`."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters["ascii_slug"] = ascii_slug
         environment.filters["package_name"] = package_name
-        environment.tests["finite"] = is_finite
