@@ -8,6 +8,7 @@ more entry in the tables below.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,20 @@ BOUNDS: dict[str, Bound] = {
 """Each numeric question's range, stated once for its validator, its help and its setting."""
 
 
+_FIRST_REVISIONS: dict[str, str] = {}
+
+
+def first_revision(destination: str) -> str:
+    """The id of a new project's first Alembic revision: random, like the ids Alembic makes.
+
+    Two projects generated with the same answers must not share it: pointed at one database by
+    mistake, the second would find the first's schema "at head" and serve on tables it did not
+    make. With ids of their own, its `alembic upgrade head` fails ("Can't locate revision") and
+    its readiness probe answers 503. One id per destination, however many times it is rendered.
+    """
+    return _FIRST_REVISIONS.setdefault(destination, secrets.token_hex(6))
+
+
 ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name"})
 """The answers the derived values depend on."""
 
@@ -386,6 +401,7 @@ class ContextUpdater(ContextHook):
             key_annotation=db.integer_key if pk.annotation == "int" else pk.annotation,
             async_=mode.async_,
             await_=mode.await_,
+            first_revision=first_revision(str(context["_copier_conf"]["dst_path"])),
             default_database_url=db.default_url.format(driver=driver.drivername, name=name),
             test_server_url=(
                 db.test_server_url.format(driver=driver.drivername) if db.test_server_url else None

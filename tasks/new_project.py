@@ -64,10 +64,17 @@ def first_commit(project: Path) -> None:
     if git is None:
         hint("git not found: put the project under git before you run `copier update`")
         return
-    if run([git, "rev-parse", "--is-inside-work-tree"], project, GIT_TIMEOUT) is None:
+    inside = run([git, "rev-parse", "--is-inside-work-tree"], project, GIT_TIMEOUT) is None
+    # A work tree that ignores the project (the template's own clone ignores /my-service/) could
+    # never hold its commits: the project gets a repository of its own, as outside any.
+    ignored = inside and run([git, "check-ignore", "--quiet", "."], project, GIT_TIMEOUT) is None
+    if inside and not ignored:
         hint("inside a git work tree already: commit the project there before `copier update`")
         return
-    for step in (["init", "--quiet"], ["add", "--all"]):
+    # The first branch is `main`, which the generated CI workflow runs on, whatever git's own
+    # default (`master` before git 3.0, or init.defaultBranch); `symbolic-ref` works on any git.
+    first_branch = ["symbolic-ref", "HEAD", "refs/heads/main"]
+    for step in (["init", "--quiet"], first_branch, ["add", "--all"]):
         if failure := run([git, *step], project, GIT_TIMEOUT):
             hint(f"`git {step[0]}` failed ({failure}): put the project under git yourself")
             return

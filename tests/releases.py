@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.tag_releases import RecordedRelease, recorded_releases, tag_recorded_releases
 from tests.rendering import TEMPLATE
 
+__all__ = ["RecordedRelease", "recorded_releases", "tag_recorded_releases"]
+
 CHANGELOG = TEMPLATE / "CHANGELOG.md"
-SECTION = re.compile(r"^## (?P<heading>.*)\n(?P<body>(?:(?!## ).*\n?)*)", re.MULTILINE)
-COMMIT_LINE = re.compile(r"\A\s*Commit: `(?P<commit>[0-9a-f]{40})`\n")
-
-
-@dataclass(frozen=True)
-class RecordedRelease:
-    """A `## <version>` section of CHANGELOG.md and the tagged commit it records, if any yet."""
-
-    version: str
-    commit: str | None
-
-
-def recorded_releases(changelog: str) -> list[RecordedRelease]:
-    """Every section of `changelog` but `## Unreleased`, in the file's order (newest first).
-
-    A release records its tagged commit as the first line of its section:
-    ``Commit: `<40-hex hash>` ``.
-    """
-    releases = []
-    for section in SECTION.finditer(changelog):
-        if section["heading"].strip() == "Unreleased":
-            continue
-        recorded = COMMIT_LINE.match(section["body"])
-        releases.append(
-            RecordedRelease(section["heading"].strip(), recorded["commit"] if recorded else None)
-        )
-    return releases
 
 
 GIT_IDENTITY = {
@@ -107,14 +81,6 @@ def clone_with_history(destination: Path) -> Path:
     if git("status", "--porcelain", cwd=destination):
         git("commit", "-q", "-m", "Work in progress", cwd=destination)
     return destination
-
-
-def tag_recorded_releases(repository: Path) -> None:
-    """Tag the releases CHANGELOG.md records, where the clone lacks their tags."""
-    tags = set(git("tag", "--list", cwd=repository).split())
-    for recorded in recorded_releases((repository / "CHANGELOG.md").read_text()):
-        if recorded.commit and recorded.version not in tags:
-            git("tag", recorded.version, recorded.commit, cwd=repository)
 
 
 def latest_release(repository: Path) -> str | None:

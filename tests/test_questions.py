@@ -7,10 +7,9 @@ import hashlib
 import re
 from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
-
-import jinja2
 
 from extensions.context import BOUNDS
 from extensions.filters import ascii_slug, package_name
@@ -188,7 +187,6 @@ def test_the_name_filters() -> None:
     assert package_name("my-service") == "my_service"
 
 
-
 def test_defaults_need_no_server_and_record_every_answer(tmp_path: Path) -> None:
     project = render(tmp_path / "project")
     answers = recorded_answers(project)
@@ -303,3 +301,19 @@ def test_every_combination_renders_clean_text(tmp_path: Path, answers: dict[str,
     for answer in answers.values():
         for word in FOREIGN_WORDS.get(answer, ()):
             assert not re.search(word, application), f"{word!r} in the code of a {answer} project"
+
+
+def test_projects_with_the_same_answers_get_migration_histories_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """Pointed at one database by mistake, the second project's `alembic upgrade head` fails and
+    its readiness probe answers 503 (`test_first_day.py`), instead of serving on tables it did not
+    make."""
+    revisions = set()
+    for name in ("one", "two"):
+        project = render(tmp_path / name, database="postgresql")
+        first = (project / "migrations/versions/0001_create_users_and_posts.py").read_text()
+        (revision,) = re.findall(r'^revision: str = "([0-9a-f]{12})"$', first, re.MULTILINE)
+        assert f"Revision ID: {revision}\n" in first
+        revisions.add(revision)
+    assert len(revisions) == 2

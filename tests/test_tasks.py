@@ -86,6 +86,10 @@ def test_a_new_project_is_locked_and_committed(tmp_path: Path) -> None:
     assert 'name = "42-uber-service"' in (project / "uv.lock").read_text()
     assert commits(project) == [COMMIT_MESSAGE]
     assert git("status", "--porcelain", cwd=project) == "", "everything is in the first commit"
+    # The branch the generated CI workflow runs on, whatever git's default branch is here.
+    assert git("branch", "--show-current", cwd=project) == "main\n"
+    workflow = (project / ".github/workflows/ci.yml").read_text()
+    assert "on:\n  push:\n    branches: [main]" in workflow
     assert "uv.lock" in git("ls-files", cwd=project).split()
     assert notes(output) == []
     assert f"cd {project} && {SERVE.format(package='app_42_uber_service')}" in output
@@ -139,6 +143,22 @@ def test_a_project_inside_a_git_work_tree_gets_no_repository_of_its_own(tmp_path
     assert notes(output) == [
         "note: inside a git work tree already: commit the project there before `copier update`"
     ]
+
+
+def test_a_project_that_its_enclosing_work_tree_ignores_gets_a_repository_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """As in the template's own clone, whose .gitignore lists /my-service/."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    git("init", "-q", cwd=clone)
+    (clone / ".gitignore").write_text("/my-service/\n")
+    project = clone / "my-service"
+
+    output = copy(project)
+
+    assert commits(project) == [COMMIT_MESSAGE]
+    assert notes(output) == []
 
 
 def test_skipped_tasks_leave_lock_and_git_to_the_user(tmp_path: Path) -> None:

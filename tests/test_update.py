@@ -77,10 +77,18 @@ def conflict_markers(project: Path) -> list[str]:
     ]
 
 
+def first_revision(project: Path) -> str:
+    """The id of the first revision the project was generated with (random since 0.3.0)."""
+    text = (project / "migrations/versions/0001_create_users_and_posts.py").read_text()
+    found = re.search(r'^revision: str = "(\w+)"$', text, re.MULTILINE)
+    assert found, text
+    return found[1]
+
+
 USER_REVISION = '''"""Index users by name.
 
 Revision ID: 0002
-Revises: 0001
+Revises: {first}
 Create Date: 2026-11-22 12:00:00
 """
 
@@ -89,7 +97,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = "{first}"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -116,7 +124,8 @@ def test_update_brings_the_fix_and_keeps_every_user_edit(tmp_path: Path, templat
     )
     with (project / "README.md").open("a") as readme:
         readme.write("\n## Our team's notes\n\nDeploy on Tuesdays.\n")
-    (project / "migrations/versions/0002_index_user_name.py").write_text(USER_REVISION)
+    user_revision = USER_REVISION.format(first=first_revision(project))
+    (project / "migrations/versions/0002_index_user_name.py").write_text(user_revision)
     commit_all(project, "Our own changes")
 
     # The template's fix, released as 0.2.0, touches the same files elsewhere; it also edits its
@@ -148,7 +157,7 @@ def test_update_brings_the_fix_and_keeps_every_user_edit(tmp_path: Path, templat
     assert "mapped_column(String(NAME_MAX_LENGTH), index=True)" in user_model
     assert (project / PACKAGE / "reports.py").read_text().endswith('TITLE = "Weekly"\n')
     assert "Deploy on Tuesdays." in (project / "README.md").read_text()
-    assert (project / "migrations/versions/0002_index_user_name.py").read_text() == USER_REVISION
+    assert (project / "migrations/versions/0002_index_user_name.py").read_text() == user_revision
     first = (project / "migrations/versions/0001_create_users_and_posts.py").read_text()
     assert first.startswith('"""Create users and posts.'), "applied revisions are never rewritten"
     assert conflict_markers(project) == []
