@@ -66,11 +66,16 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def clone_with_history(destination: Path) -> Path:
-    """Clone this repository with its tags, and commit any uncommitted work on top as HEAD."""
-    git("clone", "-q", str(TEMPLATE), str(destination), cwd=destination.parent)
-    git("fetch", "-q", "--tags", str(TEMPLATE), cwd=destination)
-    tag_recorded_releases(destination)
+def clone_with_history(destination: Path, tags: bool = True) -> Path:
+    """Clone this repository, and commit any uncommitted work on top as HEAD.
+
+    With `tags`, the clone gets this repository's tags and the releases CHANGELOG.md records;
+    without, it has none, as a clone of a host that was never given them.
+    """
+    git("clone", "-q", "--no-tags", str(TEMPLATE), str(destination), cwd=destination.parent)
+    if tags:
+        git("fetch", "-q", "--tags", str(TEMPLATE), cwd=destination)
+        tag_recorded_releases(destination)
     working_tree = clone_template(destination.parent / "working-tree")
     for source in working_tree.rglob("*"):
         if source.is_file() and ".git" not in source.relative_to(working_tree).parts:
