@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from copier.errors import UserMessageError
 from copier_template_extensions import ContextHook
+from jinja2 import Environment
+from jinja2.ext import Extension
 
 
 @dataclass(frozen=True)
@@ -379,11 +381,22 @@ def refuse_fixed_answer_changes(context: dict[str, Any]) -> None:
             raise UserMessageError(message)
 
 
+class QuestionBounds(Extension):
+    """Registers `bounds`, which the numeric questions' help and validators read.
+
+    A global rather than the context hook: Copier 9.6 (the lowest this template admits) renders
+    questions without `_copier_conf`, so the hook never runs for them.
+    """
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        environment.globals["bounds"] = BOUNDS
+
+
 class ContextUpdater(ContextHook):
     """Adds `db`, `driver`, `mode`, `pk` and the async/await prefixes to the rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
-        context["bounds"] = BOUNDS  # The questions' validators read these before any answer.
         if not context.keys() >= ANSWERS:
             return  # Still asking the questions: there is nothing to derive yet.
         refuse_fixed_answer_changes(context)
