@@ -61,6 +61,9 @@ class Database:
     """Whether `DateTime(timezone=True)` keeps the offset (else UTC is stored naive)."""
     pooled: bool
     """Whether the engine gets the pool settings (a server database with a QueuePool)."""
+    clock_has_microseconds: bool
+    """Whether the database's `now()` keeps microseconds; if not, the models stamp rows in Python
+    (SQLite's CURRENT_TIMESTAMP has whole seconds: rows made within a second would tie)."""
     drivers: dict[str, Driver]
     default_url: str
     """The development URL, after `{driver}` and `{name}` are filled in."""
@@ -133,6 +136,7 @@ DATABASES: dict[str, Database] = {
         url_backends=("postgres", "postgresql"),
         timezone_aware=True,
         pooled=True,
+        clock_has_microseconds=True,
         drivers={
             "async": Driver(
                 "asyncpg",
@@ -183,6 +187,7 @@ DATABASES: dict[str, Database] = {
         url_backends=("sqlite",),
         timezone_aware=False,
         pooled=False,
+        clock_has_microseconds=False,
         drivers={
             "async": Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
             "sync": Driver("sqlite3", "sqlite+pysqlite", ""),
