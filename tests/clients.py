@@ -109,12 +109,38 @@ def trickle_headers(port: int, clients: int, give_up_after: float) -> list[float
     Returns how long the server kept each one open (`give_up_after` for those it never closed).
     """
     head = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 100 + b"\r\n\r\n"
+    return [lifetime for lifetime, _ in trickle(port, clients, b"", head, give_up_after)]
+
+
+def trickle_bodies(port: int, clients: int, give_up_after: float) -> list[tuple[float, bytes]]:
+    """Open `clients` connections that each send a `POST /users` head whole, then its 1,000-byte
+    body one byte per second.
+
+    Returns how long the server kept each one open, and what it answered (see `trickle`).
+    """
+    body = b'{"email": "slow@example.com", "name": "' + b"s" * 957 + b'"}'
+    head = b"POST /users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % len(body)
+    return trickle(port, clients, head, body, give_up_after)
+
+
+def trickle(
+    port: int, clients: int, at_once: bytes, slowly: bytes, give_up_after: float
+) -> list[tuple[float, bytes]]:
+    """Open `clients` connections that each send `at_once`, then `slowly` one byte per second.
+
+    Returns, for each, how long the server kept it open (`give_up_after` for those it never
+    closed) and what it answered before closing it.
+    """
     started = time.monotonic()
     sent = {socket.create_connection((HOST, port), timeout=10): 0 for _ in range(clients)}
-    lifetimes: list[float] = []
+    answers = {connection: b"" for connection in sent}
+    for connection in sent:
+        connection.sendall(at_once)
+    ended: list[tuple[float, bytes]] = []
 
     def closed(connection: socket.socket) -> None:
-        lifetimes.append(time.monotonic() - started)
+        ended.append((time.monotonic() - started, answers.pop(connection)))
         del sent[connection]
         connection.close()
 
@@ -124,7 +150,7 @@ def trickle_headers(port: int, clients: int, give_up_after: float) -> list[float
             if time.monotonic() >= next_byte:
                 for connection, count in list(sent.items()):
                     try:
-                        connection.send(head[count : count + 1])
+                        connection.send(slowly[count : count + 1])
                         sent[connection] = count + 1
                     except OSError:
                         closed(connection)
@@ -133,11 +159,14 @@ def trickle_headers(port: int, clients: int, give_up_after: float) -> list[float
             readable, _, _ = select.select(list(sent), [], [], wait) if sent else ([], [], [])
             for connection in readable:
                 try:
-                    if not connection.recv(4096):  # The end, after a 408 or without one.
-                        closed(connection)
+                    piece = connection.recv(4096)
                 except OSError:
+                    piece = b""
+                if piece:
+                    answers[connection] += piece
+                else:  # The end, after an answer or without one.
                     closed(connection)
     finally:
         for connection in sent:
             connection.close()
-    return lifetimes + [give_up_after] * len(sent)
+    return ended + [(give_up_after, answers[connection]) for connection in sent]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -163,12 +164,20 @@ def venv_program(project: Path, name: str) -> str:
 
 
 @contextmanager
-def production_server(project: Path, env: dict[str, str]) -> Iterator[Server]:
+def production_server(
+    project: Path, env: dict[str, str], open_files: int | None = None
+) -> Iterator[Server]:
     """Serve `project` the way it runs in production, `python -m my_service`, until the block ends.
 
     The app reads HOST and PORT (a free port) from the environment, like every other setting.
+    `open_files`: the process's limit on file descriptors (soft and hard), as `ulimit -n` sets it.
     The block starts once `/health/live` answers, whatever state the database is in.
     """
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     port = free_port()
     log = project / f"server-{port}.log"
     with log.open("wb") as output:
@@ -178,6 +187,7 @@ def production_server(project: Path, env: dict[str, str]) -> Iterator[Server]:
             env=environment(HOST=HOST, PORT=str(port)) | env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit_open_files,
         )
     server = Server(process, port, log)
 

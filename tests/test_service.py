@@ -18,6 +18,7 @@ import http.client
 import itertools
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -33,10 +34,11 @@ import pytest
 from _pytest.mark.structures import ParameterSet
 
 from tests import postgres
-from tests.clients import Pushed, Reply, call, push, trickle_headers
+from tests.clients import Pushed, Reply, call, push, trickle_bodies, trickle_headers
 from tests.pgcluster import private_server, psql
 from tests.rendering import install_runtime, render, run
 from tests.serving import (
+    HOST,
     Server,
     environment,
     free_port,
@@ -146,6 +148,71 @@ def test_clients_that_send_headers_slowly_are_cut_off_while_others_are_served(
     assert max(lifetimes) <= header_timeout + A_FEW_SECONDS, sorted(lifetimes)
     assert answers, "no liveness probe while the slow clients were connected"
     assert set(answers) == {200}, Counter(answers)
+
+
+SLOW_CLIENTS = 30
+
+
+@pytest.mark.parametrize("project", on("psycopg2", "asyncpg"), indirect=True)
+def test_clients_that_send_bodies_slowly_are_cut_off_while_others_are_served(
+    project: Path,
+) -> None:
+    body_timeout = 4
+    with postgres.throwaway_database() as url:
+        # Fewer places than slow clients: none of them may hold one.
+        env = {
+            "DATABASE_URL": url,
+            "BODY_TIMEOUT": f"{body_timeout}",
+            "MAX_CONCURRENT_REQUESTS": "10",
+        }
+        migrate(project, env)
+        with (
+            production_server(project, env) as server,
+            ThreadPoolExecutor(1) as pool,
+            server.connect(timeout=10) as connection,
+        ):
+            trickling = pool.submit(trickle_bodies, server.port, SLOW_CLIENTS, body_timeout + 30)
+            time.sleep(1)  # Each slow client has sent its head and the first bytes of its body.
+            answers = []
+            for number in itertools.count():
+                if trickling.done():
+                    break
+                user = {"email": f"fast-{number}@example.com", "name": "Fast"}
+                answers += [call(connection, "GET", "/users").status]
+                answers += [call(connection, "POST", "/users", user).status]
+                time.sleep(0.1)
+            ended = trickling.result()
+            log = wait_for_log(server, 0, "request body not received in 4 s: POST /users")
+    assert len(ended) == SLOW_CLIENTS
+    lifetimes = sorted(lifetime for lifetime, _ in ended)
+    assert lifetimes[-1] <= body_timeout + A_FEW_SECONDS, lifetimes
+    statuses = Counter(answer.split(b" ", 2)[1].decode() for _, answer in ended if answer)
+    assert set(statuses) == {"408"}, statuses
+    assert len(answers) >= 10
+    assert set(answers) == {200, 201}, Counter(answers)
+    assert "POST /users 408" in log
+
+
+@SQLITE
+def test_connections_near_the_file_descriptor_limit_are_logged(
+    projects: Callable[[str], Path], tmp_path: Path
+) -> None:
+    project = projects("sqlite")
+    env = {"DATABASE_URL": sqlite_url(tmp_path / "descriptors.db")}
+    migrate(project, env)
+    with production_server(project, env, open_files=200) as server:
+        idle = [socket.create_connection((HOST, server.port)) for _ in range(170)]
+        try:
+            log = wait_for_log(server, 0, "RLIMIT_NOFILE")
+            with server.connect() as connection:
+                assert call(connection, "GET", "/health/live").status == 200
+        finally:
+            for connection in idle:
+                connection.close()
+    warnings = [line for line in log.splitlines() if "RLIMIT_NOFILE" in line]
+    assert len(warnings) == 1, warnings  # Once a minute at most.
+    assert "WARNING" in warnings[0], warnings
+    assert "limit of 200 file descriptors" in warnings[0], warnings
 
 
 # 2 ------------------------------------------------------------------------------------------------
