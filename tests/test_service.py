@@ -232,6 +232,26 @@ def test_a_huge_header_is_refused_without_being_read_and_a_large_one_is_served(
     assert reply.status == 200, reply
 
 
+@SQLITE
+def test_the_header_size_limit_holds_for_a_head_that_arrives_in_one_read(
+    sqlite_server: Server,
+) -> None:
+    limit = 16_384  # MAX_HEADER_SIZE's default
+    body = json.dumps({"email": "one-read@example.com", "name": "One read"}).encode()
+
+    def post(padding: int) -> Pushed:
+        head = b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Connection: close\r\nContent-Length: %d\r\n" % len(body)
+        head += b"X-Pad: %s\r\n\r\n" % (b"p" * padding)
+        return push(sqlite_server.port, head + body, [])
+
+    assert post(65 * 1024).status == 431
+    assert post(limit + 1).status == 431
+    # The same user again: had a refused request been served, this one would conflict with it.
+    served = post(limit - 200)
+    assert served.status == 201, served.answer[:300]
+
+
 # 3 ------------------------------------------------------------------------------------------------
 
 
