@@ -1,8 +1,10 @@
 """Logging set up at start-up: text for people or JSON lines for collectors, with request ids."""
 
+import copy
 import json
 import logging
 import logging.config
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
@@ -17,6 +19,48 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
+
+
+# Characters that would break a text line or what a terminal shows: C0 and C1 controls (newline,
+# carriage return, escape, NUL...), Unicode's line and paragraph separators, invisible format
+# characters (bidirectional overrides, zero-width spaces), lone surrogates; and the backslash, so
+# an escape in the log always means an escaped character.
+_UNSAFE = re.compile(
+    r"[\\\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+    r"\ufff9-\ufffb\ud800-\udfff]"
+)
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    character = match.group()
+    named = _NAMED_ESCAPES.get(character)
+    if named is not None:
+        return named
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that could end a line, forge one or drive a terminal escaped
+    as Python would write it (`\\n`, `\\x1b`, `\\u2028`)."""
+    return _UNSAFE.sub(_escape, text)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, for people: what a message says is escaped (see `one_line`).
+
+    Messages carry what clients send (a path, a header), and a path with `%0a` in it must not
+    write a line of its own that looks like a record, nor `%1b` clear an operator's terminal.
+    A traceback still follows its record on lines of its own.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        escaped = one_line(record.message)
+        if escaped != record.message:
+            record = copy.copy(record)
+            record.message = escaped
+        return super().formatMessage(record)
 
 
 class JSONFormatter(logging.Formatter):
@@ -46,7 +90,8 @@ def configure_logging(level: str, log_format: Literal["text", "json"]) -> None:
             },
             "formatters": {
                 "text": {
-                    "format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
+                    "()": TextFormatter,
+                    "format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
                 },
                 "json": {"()": JSONFormatter},
             },
