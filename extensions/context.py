@@ -51,6 +51,15 @@ class ErrorCode:
 
 
 @dataclass(frozen=True)
+class MissingTable:
+    """How the database says a table does not exist: the schema was never migrated."""
+
+    code: str
+    message_start: str = ""
+    """The start of the error's message, where the code alone names a broader class of errors."""
+
+
+@dataclass(frozen=True)
 class Database:
     """A database backend and the drivers used for it in each SQLAlchemy mode."""
 
@@ -79,6 +88,8 @@ class Database:
     error_codes: tuple[ErrorCode, ...]
     """The errors that answer 503 with `Retry-After`; any other database error is a 500 (or a 409
     for a broken constraint). Codes are matched exactly, else by their longest listed prefix."""
+    missing_table: MissingTable
+    """A statement on a table that does not exist: 503 (the database was never migrated)."""
 
     @property
     def url_backends_set(self) -> str:
@@ -181,6 +192,7 @@ DATABASES: dict[str, Database] = {
             ),
             ErrorCode("58", "system error (I/O)", unavailable=True),
         ),
+        missing_table=MissingTable("42P01"),
     ),
     "sqlite": Database(
         label="SQLite",
@@ -210,6 +222,8 @@ DATABASES: dict[str, Database] = {
             ErrorCode("SQLITE_FULL", "the disk is full", unavailable=True),
             ErrorCode("SQLITE_NOTADB", "the file is not a SQLite database", unavailable=True),
         ),
+        # SQLITE_ERROR is any SQL error: only its message tells a missing table.
+        missing_table=MissingTable("SQLITE_ERROR", "no such table"),
     ),
 }
 
