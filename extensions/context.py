@@ -139,6 +139,15 @@ class PrimaryKey:
     """A well-formed id that matches no row, as a Python expression."""
     malformed: str
     """A path segment that is not an id."""
+    spelling: str
+    """The one way an id is written in a path, as a regular expression."""
+    spelling_words: str
+    """`spelling` in words, for the 422 that refuses another."""
+    spelling_others: str
+    """What the type alone would accept besides `spelling`, in words."""
+    other_spellings: tuple[str, ...]
+    """Python expressions of other ways to write the id `user_id` (a str) that would name the same
+    row, for the generated tests; each must answer 422."""
 
 
 DATABASES: dict[str, Database] = {
@@ -273,6 +282,15 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         migration_type="sa.Uuid()",
         example="uuid.UUID(int=1)",
         malformed="not-a-uuid",
+        spelling="(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+        spelling_words="32 hexadecimal digits in groups of 8-4-4-4-12, joined by hyphens",
+        spelling_others="an id in braces, as a `urn:uuid:` or without hyphens",
+        other_spellings=(
+            'f"{{{user_id}}}"',
+            'f"urn:uuid:{user_id}"',
+            'user_id.replace("-", "")',
+            'f"%20{user_id}"',
+        ),
     ),
     "int": PrimaryKey(
         annotation="int",
@@ -283,6 +301,10 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         migration_type='sa.BigInteger().with_variant(sa.Integer(), "sqlite")',
         example="9_223_372_036_854_775_807",
         malformed="not-a-number",
+        spelling="[1-9][0-9]*",
+        spelling_words="decimal digits, without a sign, spaces, underscores or leading zeros",
+        spelling_others="`+7`, `07`, ` 7` and `7 ` for `7`",
+        other_spellings=('f"%20{user_id}"', 'f"{user_id}%20"', 'f"+{user_id}"', 'f"0{user_id}"'),
     ),
 }
 
