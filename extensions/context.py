@@ -89,6 +89,9 @@ class Database:
     """The errors that answer 503 with `Retry-After`; any other database error is a 500 (or a 409
     for a broken constraint). Codes are matched exactly, else by their longest listed prefix."""
     missing_table: MissingTable
+    unique_violation: str
+    """A regular expression on the first line of a unique constraint's error: its `field` group
+    is the column whose value is taken."""
     """A statement on a table that does not exist: 503 (the database was never migrated)."""
 
     @property
@@ -202,6 +205,8 @@ DATABASES: dict[str, Database] = {
             ErrorCode("58", "system error (I/O)", unavailable=True),
         ),
         missing_table=MissingTable("42P01"),
+        # The constraint's name, from the naming convention `uq_<table>_<column>` (models.Base).
+        unique_violation=r"unique constraint \Wuq_[a-z0-9]+_(?P<field>\w+)",
     ),
     "sqlite": Database(
         label="SQLite",
@@ -233,6 +238,7 @@ DATABASES: dict[str, Database] = {
         ),
         # SQLITE_ERROR is any SQL error: only its message tells a missing table.
         missing_table=MissingTable("SQLITE_ERROR", "no such table"),
+        unique_violation=r"UNIQUE constraint failed: \w+\.(?P<field>\w+)",
     ),
 }
 
