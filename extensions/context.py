@@ -292,7 +292,7 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         spelling_words="32 hexadecimal digits in groups of 8-4-4-4-12, joined by hyphens",
         spelling_others="an id in braces, as a `urn:uuid:` or without hyphens",
         other_spellings=(
-            'f"{{{user_id}}}"',
+            '"{" + user_id + "}"',
             'f"urn:uuid:{user_id}"',
             'user_id.replace("-", "")',
             'f"%20{user_id}"',
