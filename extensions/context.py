@@ -45,8 +45,8 @@ class Driver:
     pgbouncer_arguments: tuple[tuple[str, str], ...] = ()
     """The `connect_args` (name, Python expression) that make the driver work behind PgBouncer in
     transaction mode, where each transaction may run on another server connection."""
-    pgbouncer_reason: tuple[str, ...] = ()
-    """Why those arguments, as the lines of a code comment."""
+    pgbouncer_reason: str = ""
+    """Why those arguments, for a code comment."""
     pgbouncer_readme: str = ""
     """What those arguments do, for the generated README's "Scaling out"."""
 
@@ -167,11 +167,9 @@ PSYCOPG = Driver(
     error_code_attribute="sqlstate",
     libpq=True,
     pgbouncer_arguments=(("prepare_threshold", "None"),),
-    pgbouncer_reason=(
-        "PgBouncer runs each transaction on any of its server connections: psycopg prepares",
-        "a statement it ran `prepare_threshold` times (5) on one of them, then would run it",
-        "by name on another, which never saw it. None: psycopg prepares nothing.",
-    ),
+    pgbouncer_reason="PgBouncer runs each transaction on any of its server connections: psycopg"
+    " prepares a statement it ran `prepare_threshold` times (5) on one of them, then would run it"
+    " by name on another, which never saw it. None: psycopg prepares nothing.",
     pgbouncer_readme="psycopg then prepares no statement (`prepare_threshold=None`): a"
     " statement prepared on one of PgBouncer's server connections would be unknown on the"
     " next.",
@@ -199,14 +197,12 @@ DATABASES: dict[str, Database] = {
                     ("prepared_statement_cache_size", "0"),
                     ("prepared_statement_name_func", "unnamed_statement"),
                 ),
-                pgbouncer_reason=(
-                    "PgBouncer runs each transaction on any of its server connections: prepared",
-                    "statements are never cached, and never named. asyncpg closes a named statement",
-                    "only when it prepares the next one, often on another server connection by then,",
-                    "so named ones pile up where they were prepared (one for every other request",
-                    "under load, measured). The unnamed one is replaced by the next statement, and",
-                    "asyncpg sends it again with its Bind.",
-                ),
+                pgbouncer_reason="PgBouncer runs each transaction on any of its server connections:"
+                " prepared statements are never cached, and never named. asyncpg closes a named"
+                " statement only when it prepares the next one, often on another server connection"
+                " by then, so named ones pile up where they were prepared (one for every other"
+                " request under load, measured). The unnamed one is replaced by the next statement,"
+                " and asyncpg sends it again with its Bind.",
                 pgbouncer_readme="asyncpg then caches no prepared statement and prepares each one"
                 " unnamed, so the next statement replaces it: none is left behind on PgBouncer's"
                 " server connections, whichever of them a statement ran on (named ones piled up by"
