@@ -343,6 +343,9 @@ def test_an_update_never_changes_the_driver_of_a_project_from_before_the_questio
         repository, tmp_path / "my-service", "0.2.0", database="postgresql", sqlalchemy_mode=mode
     )
     assert "driver" not in answers_of(project)
+    if not (project / "uv.lock").exists():  # 0.2.0 wrote none: its README has the user lock.
+        run(uv(), "lock", cwd=project)
+        commit_all(project, "Lock the dependencies")
     assert package in locked_packages(project)
 
     update(project, "HEAD")
