@@ -390,11 +390,13 @@ def load_with_prepared_statements(
     """A short load on the app through PgBouncer, its driver preparing statements as by default."""
     if project.driver == "psycopg":
         # libpq sends the timeouts as `options`, which PgBouncer cannot be told to ignore: the app
-        # keeps DATABASE_POOLER, but psycopg prepares what it ran 5 times, as by default.
+        # keeps DATABASE_POOLER, but psycopg prepares statements. By default it prepares one after
+        # its 5th run on a connection, which a short load may not reach on every one: 0 prepares
+        # each at once.
         env = {"DATABASE_URL": on_database(bouncer.url, database), "DATABASE_POOLER": "pgbouncer"}
         database_module = project.path / "src/my_service/database.py"
         with (
-            edited(database_module, '"prepare_threshold": None', '"prepare_threshold": 5'),
+            edited(database_module, '"prepare_threshold": None', '"prepare_threshold": 0'),
             serving(project.path, env, production=True, log=log) as base,
         ):
             return load(base, threads=8, seconds=3)
