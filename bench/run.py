@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.apps import BASELINE, VARIANTS, all_apps, project_dir
+from harness.apps import BASELINE, OTHER_DRIVERS, VARIANTS, all_apps, project_dir
 from harness.benchmark import fixed_rate_rounds, fixed_rates, saturation_rounds
 from harness.common import BENCH, COPIER, WORK, log, psql
 from harness.load import ensure_loadtest
@@ -162,9 +162,9 @@ def main() -> None:
         copier_times = time_copier(args.copier_reps, args.vcs_ref)
         log("copier copy: " + ", ".join(f"{t:.2f} s" for t in copier_times))
 
-    for mode, pk in VARIANTS:
-        if any(app.project == project_dir(mode, pk) for app in apps):
-            generate(mode, pk, args.vcs_ref)
+    for mode, pk, driver in [(mode, pk, "") for mode, pk in VARIANTS] + OTHER_DRIVERS:
+        if any(app.project == project_dir(mode, pk, driver) for app in apps):
+            generate(mode, pk, args.vcs_ref, driver)
     try:
         for app in apps:
             log(f"database {app.database}: migrate and seed {args.seed_users} users")

@@ -25,7 +25,7 @@ class Driver:
     """A DB-API driver as SQLAlchemy and PyPI know it."""
 
     name: str
-    """The driver's own name: `asyncpg`, `psycopg2`, `aiosqlite`, `sqlite3`."""
+    """The driver's own name: `asyncpg`, `psycopg`, `psycopg2`, `aiosqlite`, `sqlite3`."""
     drivername: str
     """The SQLAlchemy URL scheme, e.g. `postgresql+asyncpg`."""
     requirement: str
@@ -37,6 +37,18 @@ class Driver:
     error_code_attribute: str = "sqlite_errorname"
     """The attribute of the driver's exception (SQLAlchemy's `DBAPIError.orig`) holding the
     database's error code."""
+    libpq: bool = False
+    """Whether the driver connects through libpq (psycopg, psycopg2): it takes `sslmode` and the
+    other libpq parameters from the URL, and startup parameters as `options=-c name=value`; a
+    refused connection carries no SQLSTATE, only the server's message. asyncpg speaks the protocol
+    itself: TLS parameters go in a DSN, startup parameters in `server_settings`."""
+    pgbouncer_arguments: tuple[tuple[str, str], ...] = ()
+    """The `connect_args` (name, Python expression) that make the driver work behind PgBouncer in
+    transaction mode, where each transaction may run on another server connection."""
+    pgbouncer_reason: str = ""
+    """Why those arguments, for a code comment."""
+    pgbouncer_readme: str = ""
+    """What those arguments do, for the generated README's "Scaling out"."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,10 @@ class Database:
     clock_has_microseconds: bool
     """Whether the database's `now()` keeps microseconds; if not, the models stamp rows in Python
     (SQLite's CURRENT_TIMESTAMP has whole seconds: rows made within a second would tie)."""
-    drivers: dict[str, Driver]
+    drivers: dict[tuple[str, str], Driver]
+    """Each driver by (mode, name): the modes it serves and what it is called in answers."""
+    default_drivers: dict[str, str]
+    """Each mode's driver when none is chosen: the one the measurements favour (see the README)."""
     default_url: str
     """The development URL, after `{driver}` and `{name}` are filled in."""
     test_server_url: str | None
@@ -93,6 +108,19 @@ class Database:
     """A regular expression on the first line of a unique constraint's error: its `field` group
     is the column whose value is taken."""
     """A statement on a table that does not exist: 503 (the database was never migrated)."""
+
+    def driver_names(self, mode: str) -> tuple[str, ...]:
+        """The drivers offered for `mode`, its default first."""
+        default = self.default_drivers[mode]
+        others = [name for each_mode, name in self.drivers if each_mode == mode and name != default]
+        return (default, *others)
+
+    def driver_refusal(self, mode: str, answer: object) -> str:
+        """The `driver` question's complaint about `answer` in `mode`, or "" when it is offered."""
+        # The context hook may have put the Driver in the answer's place (see `chosen_driver`).
+        name = getattr(answer, "name", answer)
+        offered = self.driver_names(mode)
+        return "" if name in offered else f"{mode} offers {' or '.join(offered)}"
 
     @property
     def url_backends_set(self) -> str:
@@ -153,6 +181,25 @@ class PrimaryKey:
     row, for the generated tests; each must answer 422."""
 
 
+PSYCOPG = Driver(
+    "psycopg",
+    "postgresql+psycopg",
+    "psycopg[binary]>=3.2",
+    connect_timeout_arg="connect_timeout",
+    pre_ping="psycopg sends an empty query (`;`)",
+    error_code_attribute="sqlstate",
+    libpq=True,
+    pgbouncer_arguments=(("prepare_threshold", "None"),),
+    pgbouncer_reason="PgBouncer runs each transaction on any of its server connections: psycopg"
+    " prepares a statement it ran `prepare_threshold` times (5) on one of them, then would run it"
+    " by name on another, which never saw it. None: psycopg prepares nothing.",
+    pgbouncer_readme="psycopg then prepares no statement (`prepare_threshold=None`): a"
+    " statement prepared on one of PgBouncer's server connections would be unknown on the"
+    " next.",
+)
+"""psycopg 3: one SQLAlchemy dialect, `postgresql+psycopg`, for sync and async connections."""
+
+
 DATABASES: dict[str, Database] = {
     "postgresql": Database(
         label="PostgreSQL",
@@ -161,23 +208,44 @@ DATABASES: dict[str, Database] = {
         pooled=True,
         clock_has_microseconds=True,
         drivers={
-            "async": Driver(
+            ("async", "asyncpg"): Driver(
                 "asyncpg",
                 "postgresql+asyncpg",
                 "asyncpg>=0.30",
                 connect_timeout_arg="timeout",
                 pre_ping="asyncpg sends an empty prepared statement",
                 error_code_attribute="sqlstate",
+                pgbouncer_arguments=(
+                    ("statement_cache_size", "0"),
+                    ("prepared_statement_cache_size", "0"),
+                    ("prepared_statement_name_func", "unnamed_statement"),
+                ),
+                pgbouncer_reason="PgBouncer runs each transaction on any of its server connections:"
+                " prepared statements are never cached, and never named. asyncpg closes a named"
+                " statement only when it prepares the next one, often on another server connection"
+                " by then, so named ones pile up where they were prepared (one for every other"
+                " request under load, measured). The unnamed one is replaced by the next statement,"
+                " and asyncpg sends it again with its Bind.",
+                pgbouncer_readme="asyncpg then caches no prepared statement and prepares each one"
+                " unnamed, so the next statement replaces it: none is left behind on PgBouncer's"
+                " server connections, whichever of them a statement ran on (named ones piled up by"
+                " the hundred in the template's load test).",
             ),
-            "sync": Driver(
+            ("async", "psycopg"): PSYCOPG,
+            ("sync", "psycopg"): PSYCOPG,
+            ("sync", "psycopg2"): Driver(
                 "psycopg2",
                 "postgresql+psycopg2",
                 "psycopg2-binary>=2.9.10",
                 connect_timeout_arg="connect_timeout",
                 pre_ping="psycopg2 sends `SELECT 1`",
                 error_code_attribute="pgcode",
+                libpq=True,
+                pgbouncer_readme="psycopg2 needs nothing more: it prepares no statement on the"
+                " server.",
             ),
         },
+        default_drivers={"async": "asyncpg", "sync": "psycopg2"},
         default_url="{driver}://postgres@localhost:5432/{name}",
         test_server_url="{driver}://postgres@127.0.0.1:5432/postgres",
         unreachable_url="{driver}://postgres@127.0.0.1:1/postgres",
@@ -215,9 +283,10 @@ DATABASES: dict[str, Database] = {
         pooled=False,
         clock_has_microseconds=False,
         drivers={
-            "async": Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
-            "sync": Driver("sqlite3", "sqlite+pysqlite", ""),
+            ("async", "aiosqlite"): Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
+            ("sync", "sqlite3"): Driver("sqlite3", "sqlite+pysqlite", ""),
         },
+        default_drivers={"async": "aiosqlite", "sync": "sqlite3"},
         default_url="{driver}:///./{name}.db",
         test_server_url=None,
         unreachable_url="{driver}:////nonexistent-folder/unreachable.db",
@@ -429,7 +498,7 @@ def refuse_fixed_answer_changes(context: dict[str, Any]) -> None:
 
 
 class QuestionBounds(Extension):
-    """Registers `bounds`, which the numeric questions' help and validators read.
+    """Registers `bounds` and `databases`, which the questions' defaults and validators read.
 
     A global rather than the context hook: Copier 9.6 (the lowest this template admits) renders
     questions without `_copier_conf`, so the hook never runs for them.
@@ -438,6 +507,21 @@ class QuestionBounds(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.globals["bounds"] = BOUNDS
+        environment.globals["databases"] = DATABASES
+
+
+def chosen_driver(context: dict[str, Any]) -> str:
+    """The name of the project's driver: the `driver` answer, asked for PostgreSQL only."""
+    db = DATABASES[context["database"]]
+    mode = context["sqlalchemy_mode"]
+    # The hook puts the Driver in the answer's place; it may meet a context it has updated.
+    # (The Driver class may come from another import of this file: its name tells.)
+    answer = getattr(context.get("driver"), "name", context.get("driver"))
+    if answer not in db.driver_names(mode):
+        # SQLite: the skipped question's default still reaches the context, naming a PostgreSQL
+        # driver. (The question's validator refuses a PostgreSQL driver of the other mode.)
+        return db.default_drivers[mode]
+    return str(answer)
 
 
 class ContextUpdater(ContextHook):
@@ -449,7 +533,7 @@ class ContextUpdater(ContextHook):
         refuse_fixed_answer_changes(context)
         db = DATABASES[context["database"]]
         mode = MODES[context["sqlalchemy_mode"]]
-        driver = db.drivers[context["sqlalchemy_mode"]]
+        driver = db.drivers[context["sqlalchemy_mode"], chosen_driver(context)]
         name = context["package_name"]
         pk = PRIMARY_KEYS[context["primary_key"]]
         context.update(

@@ -18,6 +18,10 @@ COMBINATIONS: list[dict[str, str]] = [
     for database, mode, primary_key in itertools.product(
         ("postgresql", "sqlite"), ("async", "sync"), ("uuid", "int")
     )
+] + [
+    # The drivers that are not their mode's default: `postgresql-async-psycopg-uuid`, ...
+    {"database": "postgresql", "sqlalchemy_mode": mode, "driver": "psycopg", "primary_key": key}
+    for mode, key in itertools.product(("async", "sync"), ("uuid", "int"))
 ]
 
 

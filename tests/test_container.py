@@ -42,6 +42,13 @@ pytestmark = pytest.mark.matrix
 IMAGE_COMBINATIONS = [
     {"database": "postgresql", "sqlalchemy_mode": "async", "primary_key": "uuid"},
     {"database": "sqlite", "sqlalchemy_mode": "sync", "primary_key": "int"},
+    # psycopg 3's wheel brings its own libpq: the slim image needs no system package for it.
+    {
+        "database": "postgresql",
+        "sqlalchemy_mode": "sync",
+        "driver": "psycopg",
+        "primary_key": "int",
+    },
 ]
 
 MIGRATE = ("alembic", "upgrade", "head")

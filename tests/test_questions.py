@@ -38,6 +38,8 @@ IDENTIFIER = "only a-z, 0-9, _; no digit first"
 TIMEOUT = "must be > 0, at most 3600"
 RECYCLE = "must be -1 (off) or > 0"
 SHADOWS = "must not shadow an imported module"
+ASYNC_DRIVERS = "async offers asyncpg or psycopg"
+SYNC_DRIVERS = "sync offers psycopg2 or psycopg"
 
 # Answers each validator refuses, and the message that says what it allows instead.
 REFUSED = [
@@ -69,6 +71,9 @@ REFUSED = [
     ({"database": "postgresql", "pool_timeout": 5000}, TIMEOUT),
     ({"database": "postgresql", "pool_recycle": 0}, RECYCLE),
     ({"database": "postgresql", "pool_recycle": -5}, RECYCLE),
+    ({"database": "postgresql", "driver": "psycopg2"}, ASYNC_DRIVERS),
+    ({"database": "postgresql", "sqlalchemy_mode": "async", "driver": "psycopg2"}, ASYNC_DRIVERS),
+    ({"database": "postgresql", "sqlalchemy_mode": "sync", "driver": "asyncpg"}, SYNC_DRIVERS),
 ]
 
 
@@ -101,6 +106,7 @@ def test_bad_answers_are_rejected_with_what_is_allowed(
         ({"sqlalchemy_mode": "threads"}, "Invalid choice for 'sqlalchemy_mode'"),
         ({"license": "GPL-3.0"}, "Invalid choice for 'license'"),
         ({"primary_key": "string"}, "'string'"),
+        ({"database": "postgresql", "driver": "pg8000"}, "Invalid choice for 'driver'"),
         ({"database": "postgresql", "pool_size": "many"}, "'many'"),
     ],
 )
@@ -199,6 +205,44 @@ def test_defaults_need_no_server_and_record_every_answer(tmp_path: Path) -> None
     assert not set(POOL_QUESTIONS) & answers.keys()
 
 
+@pytest.mark.parametrize(
+    ("mode", "driver", "requirement"),
+    [
+        ("async", "asyncpg", '"asyncpg>=0.30"'),
+        ("sync", "psycopg2", '"psycopg2-binary>=2.9.10"'),
+    ],
+)
+def test_each_mode_defaults_to_its_cheapest_driver_and_records_it(
+    tmp_path: Path, mode: str, driver: str, requirement: str
+) -> None:
+    """Recorded, the driver outlives any later change of the default (`copier update`)."""
+    project = render(tmp_path / "project", database="postgresql", sqlalchemy_mode=mode)
+    assert recorded_answers(project)["driver"] == driver
+    assert requirement in (project / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_psycopg_serves_either_mode(tmp_path: Path, mode: str) -> None:
+    project = render(
+        tmp_path / "project", database="postgresql", sqlalchemy_mode=mode, driver="psycopg"
+    )
+    assert recorded_answers(project)["driver"] == "psycopg"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '"psycopg[binary]>=3.2"' in pyproject
+    assert "asyncpg" not in pyproject
+    assert "psycopg2" not in pyproject
+    config = (project / "src/my_service/config.py").read_text()
+    assert 'DRIVERNAME = "postgresql+psycopg"' in config
+    database = (project / "src/my_service/database.py").read_text()
+    assert '"prepare_threshold": None' in database
+
+
+def test_sqlite_projects_ignore_a_driver_answer(tmp_path: Path) -> None:
+    project = render(tmp_path / "project", database="sqlite", driver="psycopg2")
+    assert "driver" not in recorded_answers(project)
+    assert "aiosqlite" in (project / "pyproject.toml").read_text()
+
+
 def test_postgresql_answers_record_the_pool_settings(tmp_path: Path) -> None:
     project = render(tmp_path / "project", database="postgresql", pool_size=7)
     answers = recorded_answers(project)
@@ -263,6 +307,7 @@ FOREIGN_WORDS = {
         r"asyncpg",
         r"aiosqlite",
     ),
+    "psycopg": (r"asyncpg", r"psycopg2", r"server_settings", r"urlencode"),
     "uuid": (r"Mapped\[int\]", r"Path\(ge="),
     "int": (r"uuid", r"UUID"),
 }

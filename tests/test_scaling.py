@@ -1,7 +1,7 @@
 """Generated PostgreSQL services scale out on PostgreSQL's own tools, proven on real ones.
 
-Each driver the template offers (asyncpg for async projects, psycopg2 for sync ones) gets a project
-of its own, and every test below runs once per driver:
+Each driver the template offers (asyncpg and psycopg 3 for async projects, psycopg2 and psycopg 3
+for sync ones) gets a project of its own, and every test below runs once per driver:
 
 - PgBouncer in transaction mode (`DATABASE_POOLER=pgbouncer`): the project's own test suite passes
   through it, 30 s of concurrent load through it meet no error while the server never sees more
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _pytest.mark.structures import ParameterSet
 
 from tests import postgres
 from tests.pgcluster import (
@@ -66,49 +67,70 @@ TIMEOUTS_SENT_AT_STARTUP = {
     # after `engine.dispose()`; PgBouncer's server connections outlive the app's and keep writing.
     "test_database.py::test_a_read_only_database_answers_writes_with_503_and_serves_reads",
 }
-BEYOND_A_POOLER = {
-    # PgBouncer answers an unknown role, and for asyncpg a missing database, itself, with its own
-    # SQLSTATE (08P01) and message instead of the server's 28000 and 3D000: still a 503 logged as
-    # an error, but the test looks for the server's code. psycopg2 reports no SQLSTATE for a failed
-    # connection, and PgBouncer passes the server's message about a missing database on.
-    "async": {
-        *TIMEOUTS_SENT_AT_STARTUP,
-        "test_database.py::test_an_unknown_role_or_database_answers_503_and_is_logged_as_an_error",
-    },
-    "sync": {
-        *TIMEOUTS_SENT_AT_STARTUP,
-        "test_database.py::test_an_unknown_role_or_database_answers_503_and_is_logged_as_an_error"
-        "[change0-28000]",
-    },
+# PgBouncer answers an unknown role, and for asyncpg a missing database, itself, with its own
+# SQLSTATE (08P01) and message instead of the server's 28000 and 3D000: still a 503 logged as an
+# error, but the test looks for the server's code. libpq's drivers (psycopg2, psycopg 3) report no
+# SQLSTATE for a failed connection, and PgBouncer passes the server's message about a missing
+# database on.
+SPEAKS_THE_PROTOCOL_ITSELF = {
+    *TIMEOUTS_SENT_AT_STARTUP,
+    "test_database.py::test_an_unknown_role_or_database_answers_503_and_is_logged_as_an_error",
 }
-DESELECTED_CASES = {"async": 6, "sync": 5}  # The parametrised test has two cases.
+THROUGH_LIBPQ = {
+    *TIMEOUTS_SENT_AT_STARTUP,
+    "test_database.py::test_an_unknown_role_or_database_answers_503_and_is_logged_as_an_error"
+    "[change0-28000]",
+}
+BEYOND_A_POOLER = {
+    "asyncpg": SPEAKS_THE_PROTOCOL_ITSELF,
+    "psycopg2": THROUGH_LIBPQ,
+    "psycopg": THROUGH_LIBPQ,
+}
+DESELECTED_CASES = {"asyncpg": 6, "psycopg2": 5, "psycopg": 5}  # One test has two cases.
+PREPARES_STATEMENTS = {"asyncpg", "psycopg"}
+"""The drivers that prepare statements on the server unless told not to (psycopg2 never does)."""
 
 
 @dataclass(frozen=True)
 class Project:
     path: Path
-    mode: str  # "async" (asyncpg) or "sync" (psycopg2)
+    mode: str  # "async" or "sync"
+    driver: str  # "asyncpg", "psycopg2" or "psycopg"
+
+    @property
+    def name(self) -> str:
+        return f"{self.driver}_{self.mode}"
+
+
+def driver_param(mode: str, driver: str, key: str) -> ParameterSet:
+    name = driver if driver != "psycopg" else f"psycopg-{mode}"
+    return pytest.param(
+        (mode, driver, key), id=name, marks=pytest.mark.xdist_group(f"scaling-{name}")
+    )
 
 
 @pytest.fixture(
     scope="module",
     params=[
-        pytest.param("async", id="asyncpg", marks=pytest.mark.xdist_group("scaling-asyncpg")),
-        pytest.param("sync", id="psycopg2", marks=pytest.mark.xdist_group("scaling-psycopg2")),
+        driver_param("async", "asyncpg", "uuid"),
+        driver_param("sync", "psycopg2", "int"),
+        driver_param("async", "psycopg", "int"),
+        driver_param("sync", "psycopg", "uuid"),
     ],
 )
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A generated PostgreSQL project for one driver, installed in its own environment."""
-    mode: str = request.param
+    mode, driver, key = request.param
     path = render(
-        tmp_path_factory.mktemp(f"scaling-{mode}") / "my-service",
+        tmp_path_factory.mktemp(f"scaling-{driver}-{mode}") / "my-service",
         tasks=False,
         database="postgresql",
         sqlalchemy_mode=mode,
-        primary_key="uuid" if mode == "async" else "int",
+        driver=driver,
+        primary_key=key,
     )
     run(uv(), "sync", cwd=path)
-    return Project(path, mode)
+    return Project(path, mode, driver)
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +175,14 @@ def test_the_projects_own_suite_passes_through_pgbouncer(
         "DATABASE_POOLER": "pgbouncer",
         "CI": os.environ.get("CI", ""),
     }
-    deselect = [f"--deselect=tests/{name}" for name in sorted(BEYOND_A_POOLER[project.mode])]
+    deselect = [f"--deselect=tests/{name}" for name in sorted(BEYOND_A_POOLER[project.driver])]
     pytest_command = (uv(), "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
     result = run(*pytest_command, *deselect, cwd=project.path, env=env)
 
     summary = result.stdout.strip().splitlines()[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
     assert set(counts) == {"passed", "deselected"}, summary
-    assert counts["deselected"] == DESELECTED_CASES[project.mode], summary
+    assert counts["deselected"] == DESELECTED_CASES[project.driver], summary
 
 
 @dataclass
@@ -354,18 +376,49 @@ def test_without_the_setting_the_app_fails_through_pgbouncer(
     assert status == 503, body
     assert "unsupported startup parameter" in log.read_text()
 
-    if project.mode == "sync":
+    if project.driver not in PREPARES_STATEMENTS:
         return  # psycopg2 prepares nothing: a PgBouncer ignoring the parameters would serve it.
+    log = tmp_path / "prepared.log"
+    report = load_with_prepared_statements(project, bouncer, database, log)
+    assert report.failures, f"{project.driver}'s prepared statements went unnoticed by PgBouncer"
+    assert "prepared statement" in log.read_text()
+
+
+def load_with_prepared_statements(
+    project: Project, bouncer: PgBouncer, database: str, log: Path
+) -> LoadReport:
+    """A short load on the app through PgBouncer, its driver preparing statements as by default."""
+    if project.driver == "psycopg":
+        # libpq sends the timeouts as `options`, which PgBouncer cannot be told to ignore: the app
+        # keeps DATABASE_POOLER, but psycopg prepares statements. By default it prepares one after
+        # its 5th run on a connection, which a short load may not reach on every one: 0 prepares
+        # each at once.
+        env = {"DATABASE_URL": on_database(bouncer.url, database), "DATABASE_POOLER": "pgbouncer"}
+        database_module = project.path / "src/my_service/database.py"
+        with (
+            edited(database_module, '"prepare_threshold": None', '"prepare_threshold": 0'),
+            serving(project.path, env, production=True, log=log) as base,
+        ):
+            return load(base, threads=8, seconds=3)
     # An operator might let PgBouncer ignore them: asyncpg's cached prepared statements then meet
     # PgBouncer's sharing of server connections, and requests fail.
-    log = tmp_path / "prepared.log"
     ignored = ("extra_float_digits", *STARTUP_PARAMETERS)
     with pgbouncer(postgres.SERVER_URL, pool_size=2, ignore_startup_parameters=ignored) as lenient:
         env = {"DATABASE_URL": on_database(lenient.url, database)}
         with serving(project.path, env, production=True, log=log) as base:
-            report = load(base, threads=8, seconds=3)
-    assert report.failures, "asyncpg's prepared statements went unnoticed through PgBouncer"
-    assert "prepared statement" in log.read_text()
+            return load(base, threads=8, seconds=3)
+
+
+@contextmanager
+def edited(path: Path, old: str, new: str) -> Iterator[None]:
+    """`path` with `old` replaced by `new` until the block ends."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+    try:
+        yield
+    finally:
+        path.write_text(text)
 
 
 # --- A read replica -------------------------------------------------------------------------------
@@ -405,7 +458,7 @@ def pair() -> Iterator[StreamingPair]:
 def replicated(
     project: Project, pair: StreamingPair, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Replicated]:
-    database = f"scaling_{project.mode}"
+    database = f"scaling_{project.name}"
     pair.primary.query(f"CREATE DATABASE {database}")
     migrate(project, on_database(pair.primary.url, database))
     pair.wait_for_replay()

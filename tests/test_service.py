@@ -6,9 +6,10 @@ operators do: slow and huge requests, invalid JSON, log collectors, a misconfigu
 load, replicas migrating at once, SIGTERM, SSL and a database outage. What can be checked
 in-process, the generated project's own test suite checks.
 
-Three projects are rendered and installed once per worker that runs their checks: SQLite/async/
-uuid (the defaults), PostgreSQL/sync/int (psycopg2) and PostgreSQL/async/uuid (asyncpg). The checks
-of each form one xdist group, so a project is rendered once in the whole run.
+Four projects are rendered and installed once per worker that runs their checks: SQLite/async/
+uuid (the defaults), PostgreSQL/sync/int (psycopg2), PostgreSQL/async/uuid (asyncpg) and
+PostgreSQL/async/int on psycopg 3 (`psycopg`). The checks of each form one xdist group, so a project
+is rendered once in the whole run.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ ANSWERS = {
     "sqlite": {},  # The defaults: SQLite, async, uuid.
     "psycopg2": {"database": "postgresql", "sqlalchemy_mode": "sync", "primary_key": "int"},
     "asyncpg": {"database": "postgresql", "sqlalchemy_mode": "async", "primary_key": "uuid"},
+    "psycopg": {
+        "database": "postgresql",
+        "sqlalchemy_mode": "async",
+        "driver": "psycopg",
+        "primary_key": "int",
+    },
 }
 SQLITE = pytest.mark.xdist_group("service-sqlite")
 
@@ -526,7 +533,7 @@ def test_a_500_is_logged_without_the_values_bound_to_its_statement(
     assert "Secret Person" not in log, log
 
 
-@pytest.mark.parametrize("project", on("psycopg2", "asyncpg"), indirect=True)
+@pytest.mark.parametrize("project", on("psycopg2", "asyncpg", "psycopg"), indirect=True)
 def test_a_503_is_logged_without_the_values_bound_to_its_statement(project: Path) -> None:
     with postgres.throwaway_database() as url:
         env = {"DATABASE_URL": url, "LOCK_TIMEOUT": "1"}
@@ -661,7 +668,7 @@ def test_concurrent_migrations_of_a_sqlite_file_run_each_revision_once(
     assert versions == heads(project)
 
 
-@pytest.mark.parametrize("project", on("asyncpg"), indirect=True)
+@pytest.mark.parametrize("project", on("asyncpg", "psycopg"), indirect=True)
 def test_concurrent_migrations_of_a_postgresql_database_run_each_revision_once(
     project: Path,
 ) -> None:
@@ -727,7 +734,7 @@ APP_CONNECTIONS_USE_SSL = """
 """
 
 
-@pytest.mark.parametrize("project", on("psycopg2", "asyncpg"), indirect=True)
+@pytest.mark.parametrize("project", on("psycopg2", "asyncpg", "psycopg"), indirect=True)
 def test_the_service_and_its_migrations_reach_postgresql_over_ssl(project: Path) -> None:
     with private_server(ssl="required") as server:
         urls = {
@@ -756,7 +763,7 @@ def test_the_service_and_its_migrations_reach_postgresql_over_ssl(project: Path)
 # 13 -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("project", on("psycopg2", "asyncpg"), indirect=True)
+@pytest.mark.parametrize("project", on("psycopg2", "asyncpg", "psycopg"), indirect=True)
 def test_readiness_follows_a_real_database_outage_and_liveness_does_not(project: Path) -> None:
     with private_server() as database:
         env = {"DATABASE_URL": database.url}

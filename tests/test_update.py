@@ -315,3 +315,61 @@ def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path, datab
     assert conflict_markers(project) == []
     # The update may change the dependencies: `uv sync` locks them afresh, as a user's would.
     check_project(project, locked=False)
+
+
+def locked_packages(project: Path) -> set[str]:
+    return set(re.findall(r'^name = "([^"]+)"$', (project / "uv.lock").read_text(), re.MULTILINE))
+
+
+@pytest.mark.parametrize(
+    ("mode", "driver", "package"),
+    [("async", "asyncpg", "asyncpg"), ("sync", "psycopg2", "psycopg2-binary")],
+)
+def test_an_update_never_changes_the_driver_of_a_project_from_before_the_question(
+    tmp_path: Path, mode: str, driver: str, package: str
+) -> None:
+    """A PostgreSQL project of 0.2.0 recorded no driver; whatever the default has become since, the
+    update keeps its driver, its dependency and its lock file's driver, and its suite passes."""
+    postgres.require_server()
+    repository = clone_with_history(tmp_path / "template")
+    # A later release might make psycopg 3 the default: the project must not follow it.
+    edit(
+        repository / "extensions/context.py",
+        'default_drivers={"async": "asyncpg", "sync": "psycopg2"}',
+        'default_drivers={"async": "psycopg", "sync": "psycopg"}',
+    )
+    commit_all(repository, "psycopg 3 by default")
+    project = generate(
+        repository, tmp_path / "my-service", "0.2.0", database="postgresql", sqlalchemy_mode=mode
+    )
+    assert "driver" not in answers_of(project)
+    if not (project / "uv.lock").exists():  # 0.2.0 wrote none: its README has the user lock.
+        run(uv(), "lock", cwd=project)
+        commit_all(project, "Lock the dependencies")
+    assert package in locked_packages(project)
+
+    update(project, "HEAD")
+
+    assert answers_of(project)["driver"] == driver
+    assert conflict_markers(project) == []
+    pyproject = (project / "pyproject.toml").read_text()
+    assert f'"{package}>=' in pyproject
+    assert "psycopg[binary]" not in pyproject
+    assert f'DRIVERNAME = "postgresql+{driver}"' in (project / PACKAGE / "config.py").read_text()
+    check_project(project, locked=False)
+    locked = locked_packages(project)
+    assert package in locked
+    assert "psycopg" not in locked
+
+
+def test_an_update_may_change_the_driver_when_asked(tmp_path: Path) -> None:
+    """`--data driver=psycopg` switches a project of 0.2.0 on purpose."""
+    repository = clone_with_history(tmp_path / "template")
+    project = generate(repository, tmp_path / "my-service", "0.2.0", database="postgresql")
+
+    update(project, "HEAD", driver="psycopg")
+
+    assert answers_of(project)["driver"] == "psycopg"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '"psycopg[binary]>=3.2"' in pyproject
+    assert "asyncpg" not in pyproject

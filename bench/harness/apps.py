@@ -19,6 +19,9 @@ ROUTES = {
 }
 USER_KEYS = {"id", "email", "name", "created_at", "updated_at"}
 VARIANTS = [("async", "int"), ("async", "uuid"), ("sync", "int"), ("sync", "uuid")]
+"""The generated projects on each mode's default driver (asyncpg, psycopg2)."""
+OTHER_DRIVERS = [("async", "int", "psycopg"), ("sync", "int", "psycopg")]
+"""The generated projects on the drivers that are not their mode's default: psycopg 3."""
 BASELINE = "raw"
 """The app every ratio is taken against, and whose throughput sets the fixed rate."""
 CHECKOUT_TAG = hashlib.sha256(str(REPO).encode()).hexdigest()[:6]
@@ -67,8 +70,9 @@ class App:
         return median([result[key] for result in self.rate_results[route]])
 
 
-def project_dir(mode: str, pk: str) -> Path:
-    return WORK / "projects" / f"{mode}-{pk}"
+def project_dir(mode: str, pk: str, driver: str = "") -> Path:
+    """The project of these answers; `driver` only when it is not the mode's default."""
+    return WORK / "projects" / "-".join(filter(None, (mode, pk, driver)))
 
 
 def all_apps() -> dict[str, App]:
@@ -78,6 +82,15 @@ def all_apps() -> dict[str, App]:
             name=f"gen-{mode}-{pk}",
             description=f"generated, sqlalchemy_mode={mode}, primary_key={pk}",
             project=project_dir(mode, pk),
+            target=f"{PACKAGE}.main:app",
+            app_dir=None,
+            pk=pk,
+        )
+    for mode, pk, driver in OTHER_DRIVERS:
+        apps[f"gen-{mode}-{pk}-{driver}"] = App(
+            name=f"gen-{mode}-{pk}-{driver}",
+            description=f"generated, sqlalchemy_mode={mode}, primary_key={pk}, driver={driver}",
+            project=project_dir(mode, pk, driver),
             target=f"{PACKAGE}.main:app",
             app_dir=None,
             pk=pk,

@@ -24,6 +24,8 @@ PACKAGES = [
     "sqlalchemy",
     "asyncpg",
     "psycopg2-binary",
+    "psycopg",
+    "psycopg-binary",
     "greenlet",
     "uvicorn",
     "uvloop",

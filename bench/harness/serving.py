@@ -23,14 +23,14 @@ def copier_copy(dest: Path, vcs_ref: str, answers: dict[str, str]) -> None:
     run([*cmd, str(REPO), str(dest)], timeout=300)
 
 
-def generate(mode: str, pk: str, vcs_ref: str) -> None:
-    """Generate the PostgreSQL project of this mode and key type, and install it with uv."""
-    dest = project_dir(mode, pk)
-    log(f"generating and installing {mode}-{pk}")
+def generate(mode: str, pk: str, vcs_ref: str, driver: str = "") -> None:
+    """Generate the PostgreSQL project of this mode, key type and driver (by default the mode's
+    default), and install it with uv."""
+    dest = project_dir(mode, pk, driver)
+    log(f"generating and installing {dest.name}")
     shutil.rmtree(dest, ignore_errors=True)
-    copier_copy(
-        dest, vcs_ref, {"database": "postgresql", "sqlalchemy_mode": mode, "primary_key": pk}
-    )
+    answers = {"database": "postgresql", "sqlalchemy_mode": mode, "primary_key": pk}
+    copier_copy(dest, vcs_ref, answers | ({"driver": driver} if driver else {}))
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     run(["uv", "sync", "--quiet"], cwd=dest, env=env, timeout=600)
 
