@@ -784,7 +784,7 @@ def test_head_answers_like_get_without_a_body(sqlite_server: Server) -> None:
             assert head.headers["content-type"] == get.headers["content-type"], path
 
 
-# Metrics ------------------------------------------------------------------------------------------
+# 15 -----------------------------------------------------------------------------------------------
 
 LIVENESS_SERVED = re.compile(
     r'^http_requests_total\{method="GET",route="/health/live",status="2xx"\} (\S+)$', re.M
