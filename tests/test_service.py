@@ -821,3 +821,24 @@ def test_metrics_add_up_every_workers_whichever_answers(
         scrapes = [scrape(server, LIVENESS_SERVED) for _ in range(10)]
 
     assert scrapes == [before + 40] * 10
+
+
+@SQLITE
+def test_with_a_metrics_port_every_workers_metrics_are_served_there_and_only_there(
+    projects: Callable[[str], Path], tmp_path: Path
+) -> None:
+    project = projects("sqlite")
+    metrics_port = free_port()
+    env = {
+        "DATABASE_URL": sqlite_url(tmp_path / "metrics.db"),
+        "WEB_CONCURRENCY": "2",
+        "METRICS_PORT": str(metrics_port),
+    }
+    migrate(project, env)
+    with production_server(project, env) as server:
+        exporter = Server(server.process, metrics_port, server.log)
+        poll_until(
+            lambda: scrape(exporter, WRITE_POOL_SIZE) == 2, 60, "both workers to count their pool"
+        )
+        with server.connect() as connection:
+            assert call(connection, "GET", "/metrics").status == 404
