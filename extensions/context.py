@@ -104,10 +104,12 @@ class Database:
     """The errors that answer 503 with `Retry-After`; any other database error is a 500 (or a 409
     for a broken constraint). Codes are matched exactly, else by their longest listed prefix."""
     missing_table: MissingTable
+    """A statement on a table that does not exist: 503 (the database was never migrated)."""
     unique_violation: str
     """A regular expression on the first line of a unique constraint's error: its `field` group
     is the column whose value is taken."""
-    """A statement on a table that does not exist: 503 (the database was never migrated)."""
+    pool_names: tuple[str, str]
+    """The `pool` label of the metrics of each pool: the read-write one, and the one that reads."""
 
     def driver_names(self, mode: str) -> tuple[str, ...]:
         """The drivers offered for `mode`, its default first."""
@@ -145,6 +147,8 @@ class Mode:
     test_client_import: str
     test_client_requirement: str
     test_client_class: str
+    pool_class: str
+    """The pool SQLAlchemy gives a database file or server in this mode (`sqlalchemy.pool`)."""
     async_: str = field(init=False)
     """Put before `def`, `with` and `for`: "async " or ""."""
     await_: str = field(init=False)
@@ -251,6 +255,8 @@ DATABASES: dict[str, Database] = {
         unreachable_url="{driver}://postgres@127.0.0.1:1/postgres",
         integer_key="BigInt",
         error_code_name="SQLSTATE",
+        # One pool serves both kinds of session, unless reads go to a replica.
+        pool_names=("primary", "replica"),
         error_codes=(
             ErrorCode("40001", "serialization failure", unavailable=False),
             ErrorCode("40P01", "deadlock detected", unavailable=False),
@@ -292,6 +298,7 @@ DATABASES: dict[str, Database] = {
         unreachable_url="{driver}:////nonexistent-folder/unreachable.db",
         integer_key="int",
         error_code_name="SQLite code",
+        pool_names=("write", "read"),
         error_codes=(
             ErrorCode(
                 "SQLITE_BUSY", "another writer held the lock for `LOCK_TIMEOUT`", unavailable=False
@@ -329,6 +336,7 @@ MODES: dict[str, Mode] = {
         test_client_import="from httpx import AsyncClient",
         test_client_requirement="httpx>=0.28",
         test_client_class="AsyncClient",
+        pool_class="AsyncAdaptedQueuePool",
     ),
     "sync": Mode(
         is_async=False,
@@ -345,6 +353,7 @@ MODES: dict[str, Mode] = {
         # Starlette's TestClient runs on httpx2, the maintained successor of httpx.
         test_client_requirement="httpx2>=2.16",
         test_client_class="TestClient",
+        pool_class="QueuePool",
     ),
 }
 
@@ -382,6 +391,21 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         other_spellings=('f"%20{user_id}"', 'f"{user_id}%20"', 'f"+{user_id}"', 'f"0{user_id}"'),
     ),
 }
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A metrics exporter the service can ship with."""
+
+    requirement: str
+    """The PyPI requirement of its client library."""
+
+
+METRICS: dict[str, Metrics | None] = {
+    "prometheus": Metrics(requirement="prometheus-client>=0.21"),
+    "none": None,
+}
+"""What each answer to `metrics` ships: None ships nothing, not even an unused import."""
 
 
 @dataclass(frozen=True)
@@ -472,7 +496,7 @@ def first_revision(destination: str) -> str:
     return _FIRST_REVISIONS.setdefault(destination, secrets.token_hex(6))
 
 
-ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name"})
+ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name", "metrics"})
 """The answers the derived values depend on."""
 
 FIXED_ANSWERS = {
@@ -525,7 +549,8 @@ def chosen_driver(context: dict[str, Any]) -> str:
 
 
 class ContextUpdater(ContextHook):
-    """Adds `db`, `driver`, `mode`, `pk` and the async/await prefixes to the rendering context."""
+    """Adds `db`, `driver`, `mode`, `pk`, `metrics_kit` and the async/await prefixes to the
+    rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
         if not context.keys() >= ANSWERS:
@@ -541,6 +566,7 @@ class ContextUpdater(ContextHook):
             driver=driver,
             mode=mode,
             pk=pk,
+            metrics_kit=METRICS[context["metrics"]],
             # What `Mapped[...]` says of key columns in the models.
             key_annotation=db.integer_key if pk.annotation == "int" else pk.annotation,
             async_=mode.async_,

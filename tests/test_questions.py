@@ -362,3 +362,20 @@ def test_projects_with_the_same_answers_get_migration_histories_of_their_own(
         assert f"Revision ID: {revision}\n" in first
         revisions.add(revision)
     assert len(revisions) == 2
+
+
+def test_metrics_are_on_by_default_and_none_leaves_no_trace(tmp_path: Path) -> None:
+    default = render(tmp_path / "default", database="postgresql")
+    assert recorded_answers(default)["metrics"] == "prometheus"
+    assert "prometheus-client" in (default / "pyproject.toml").read_text()
+    assert (default / "src/my_service/metrics.py").is_file()
+    assert (default / "tests/test_metrics.py").is_file()
+
+    for database in ("postgresql", "sqlite"):
+        project = render(tmp_path / database, database=database, metrics="none")
+        assert_clean_text(project)
+        for path in project.rglob("*"):
+            if path.is_file() and path.name != ".copier-answers.yml":
+                text = path.read_text()
+                where = path.relative_to(project)
+                assert not re.search(r"(?i)prometheus|metrics|pool_name", text), where

@@ -798,3 +798,63 @@ def test_head_answers_like_get_without_a_body(sqlite_server: Server) -> None:
             assert (head.status, head.body, after.status) == (get.status, b"", 200), path
             assert head.headers["content-length"] == str(len(get.body)), path
             assert head.headers["content-type"] == get.headers["content-type"], path
+
+
+# 15 -----------------------------------------------------------------------------------------------
+
+LIVENESS_SERVED = re.compile(
+    r'^http_requests_total\{method="GET",route="/health/live",status="2xx"\} (\S+)$', re.M
+)
+WRITE_POOL_SIZE = re.compile(r'^db_pool_size\{pool="write"\} (\S+)$', re.M)
+
+
+def scrape(server: Server, pattern: re.Pattern[str]) -> float:
+    """The value `pattern` finds in the server's /metrics, or 0 if it finds none."""
+    with server.connect() as connection:
+        metrics = call(connection, "GET", "/metrics")
+    assert metrics.status == 200, metrics
+    found = pattern.search(metrics.body.decode())
+    return float(found[1]) if found else 0.0
+
+
+@SQLITE
+def test_metrics_add_up_every_workers_whichever_answers(
+    projects: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """With WEB_CONCURRENCY=2, each scrape reaches one worker and must report both workers' figures:
+    the two pools, and every request served, however the requests were spread."""
+    project = projects("sqlite")
+    env = {"DATABASE_URL": sqlite_url(tmp_path / "metrics.db"), "WEB_CONCURRENCY": "2"}
+    migrate(project, env)
+    with production_server(project, env) as server:
+        poll_until(
+            lambda: scrape(server, WRITE_POOL_SIZE) == 2, 60, "both workers to count their pool"
+        )
+        before = scrape(server, LIVENESS_SERVED)
+        for _ in range(40):
+            with server.connect() as connection:  # A new connection: either worker may take it.
+                assert call(connection, "GET", "/health/live").status == 200
+        scrapes = [scrape(server, LIVENESS_SERVED) for _ in range(10)]
+
+    assert scrapes == [before + 40] * 10
+
+
+@SQLITE
+def test_with_a_metrics_port_every_workers_metrics_are_served_there_and_only_there(
+    projects: Callable[[str], Path], tmp_path: Path
+) -> None:
+    project = projects("sqlite")
+    metrics_port = free_port()
+    env = {
+        "DATABASE_URL": sqlite_url(tmp_path / "metrics.db"),
+        "WEB_CONCURRENCY": "2",
+        "METRICS_PORT": str(metrics_port),
+    }
+    migrate(project, env)
+    with production_server(project, env) as server:
+        exporter = Server(server.process, metrics_port, server.log)
+        poll_until(
+            lambda: scrape(exporter, WRITE_POOL_SIZE) == 2, 60, "both workers to count their pool"
+        )
+        with server.connect() as connection:
+            assert call(connection, "GET", "/metrics").status == 404
