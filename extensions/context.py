@@ -110,6 +110,9 @@ class Database:
     is the column whose value is taken."""
     pool_names: tuple[str, str]
     """The `pool` label of the metrics of each pool: the read-write one, and the one that reads."""
+    migration_linter: str | None = None
+    """The PyPI requirement of the linter that refuses revisions locking a live table for long
+    (`migrations/lint.py`), or None where schema changes cannot run beside the service anyway."""
 
     def driver_names(self, mode: str) -> tuple[str, ...]:
         """The drivers offered for `mode`, its default first."""
@@ -281,6 +284,7 @@ DATABASES: dict[str, Database] = {
         missing_table=MissingTable("42P01"),
         # The constraint's name, from the naming convention `uq_<table>_<column>` (models.Base).
         unique_violation=r"unique constraint \Wuq_[a-z0-9]+_(?P<field>\w+)",
+        migration_linter="squawk-cli>=2.70",
     ),
     "sqlite": Database(
         label="SQLite",
