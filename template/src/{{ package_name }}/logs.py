@@ -7,7 +7,11 @@ import logging.config
 import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Literal
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+"""What `logging.Formatter.formatException` is given (`sys.exc_info()`'s shape)."""
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 """The id of the request being served; "-" outside requests (start-up, shutdown)."""
@@ -52,7 +56,8 @@ class TextFormatter(logging.Formatter):
 
     Messages carry what clients send (a path, a header), and a path with `%0a` in it must not
     write a line of its own that looks like a record, nor `%1b` clear an operator's terminal.
-    A traceback still follows its record on lines of its own.
+    A traceback follows its record on lines of its own, each indented and escaped: an exception's
+    message may quote what a client sent too, and only a record starts at the line's beginning.
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
@@ -61,6 +66,17 @@ class TextFormatter(logging.Formatter):
             record = copy.copy(record)
             record.message = escaped
         return super().formatMessage(record)
+
+    def formatException(self, ei: ExcInfo) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(lines: str) -> str:
+    """`lines` (a traceback) with each line escaped and indented under its record."""
+    return "\n".join(f"    {one_line(line)}" for line in lines.split("\n"))
 
 
 class JSONFormatter(logging.Formatter):
