@@ -10,17 +10,14 @@ changes it on purpose. Standard library only (it runs with the Python that runs 
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
+# Run as a script by Copier: its own folder holds the helpers it shares with the other migrations.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from answers import top_level_answer
+
 DRIVERS_BEFORE_THE_QUESTION = {"async": "asyncpg", "sync": "psycopg2"}
-
-
-def top_level_answer(text: str, key: str) -> str | None:
-    """The scalar `key: value` of a YAML answers file written by Copier (one answer a line)."""
-    found = re.search(rf"^{key}: ['\"]?([^'\"\n]*)['\"]?$", text, re.MULTILINE)
-    return found[1].strip() if found else None
 
 
 def main(answers_file: Path) -> None:
