@@ -245,7 +245,7 @@ def test_changing_the_database_on_update_keeps_the_users_revisions_working(
     project = generate(template, tmp_path / "my-service")
     (project / PACKAGE / "models/tag.py").write_text(TAG_MODEL)
     with (project / PACKAGE / "models/__init__.py").open("a") as models:
-        models.write("from my_service.models.tag import Tag\n\n__all__ += [\"Tag\"]\n")
+        models.write('from my_service.models.tag import Tag\n\n__all__ += ["Tag"]\n')
     tool = uv()
     run(tool, "sync", cwd=project)
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}"}
@@ -373,3 +373,37 @@ def test_an_update_may_change_the_driver_when_asked(tmp_path: Path) -> None:
     pyproject = (project / "pyproject.toml").read_text()
     assert '"psycopg[binary]>=3.2"' in pyproject
     assert "asyncpg" not in pyproject
+
+
+def test_an_update_that_brings_the_migration_lint_leaves_earlier_revisions_unlinted(
+    tmp_path: Path,
+) -> None:
+    """0.2.0 had no migration lint: its projects' revisions were written without the rules. The
+    update lists them in migrations/lint-baseline.txt; the lint passes them, and refuses the next
+    unsafe revision all the same."""
+    repository = clone_with_history(tmp_path / "template")
+    project = generate(repository, tmp_path / "my-service", "0.2.0", database="postgresql")
+    assert not (project / "migrations/lint.py").exists()
+    first = first_revision(project)
+    # A plain CREATE INDEX, which the lint refuses: written, and shipped, before the lint.
+    versions = project / "migrations/versions"
+    (versions / "0002_index_users_by_name.py").write_text(USER_REVISION.format(first=first))
+    commit_all(project, "Index users by name")
+
+    update(project, "HEAD")
+
+    baseline = (project / "migrations/lint-baseline.txt").read_text()
+    assert baseline.startswith("# "), "the file says what it is"
+    listed = [line for line in baseline.splitlines() if not line.startswith("#")]
+    assert sorted(listed) == sorted([first, "0002"])
+    run(uv(), "sync", cwd=project)  # The lint's Squawk is a new dev dependency.
+    lint = (uv(), "run", "--no-sync", "python", "migrations/lint.py")
+    run(*lint, cwd=project)
+    later = USER_REVISION.format(first="0002").replace(
+        'revision: str = "0002"', 'revision: str = "0003"'
+    )
+    (versions / "0003_index_users_by_name_again.py").write_text(
+        later.replace("ix_users_name", "ix_users_name_again")
+    )
+    with pytest.raises(AssertionError, match=r"0003_index_users_by_name_again\.py"):
+        run(*lint, cwd=project)
