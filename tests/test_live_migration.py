@@ -274,9 +274,11 @@ def steady_load(server: Server) -> Iterator[Load]:
 
 
 def open_transaction_pid(url: str) -> str:
-    """The pid of `postgres.transaction_left_open`'s session."""
+    """The pid of `postgres.transaction_left_open`'s session on `url`'s database."""
     return psql(
-        url, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'open-transaction-%'"
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name LIKE 'open-transaction-%'",
     ).strip()
 
 
@@ -358,8 +360,8 @@ def test_without_the_safeguards_the_same_migration_makes_requests_fail_at_their_
                     text=True,
                 )
                 waiting = (
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE users%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE users%'"
                 )
                 poll_until(lambda: psql(url, waiting).strip() == "1", 60, "ALTER to wait")
                 # Requests queue behind the waiting ALTER for longer than they may wait.
