@@ -245,7 +245,7 @@ def test_changing_the_database_on_update_keeps_the_users_revisions_working(
     project = generate(template, tmp_path / "my-service")
     (project / PACKAGE / "models/tag.py").write_text(TAG_MODEL)
     with (project / PACKAGE / "models/__init__.py").open("a") as models:
-        models.write("from my_service.models.tag import Tag\n\n__all__ += [\"Tag\"]\n")
+        models.write('from my_service.models.tag import Tag\n\n__all__ += ["Tag"]\n')
     tool = uv()
     run(tool, "sync", cwd=project)
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}"}
