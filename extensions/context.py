@@ -413,6 +413,28 @@ METRICS: dict[str, Metrics | None] = {
 
 
 @dataclass(frozen=True)
+class Tracing:
+    """A tracing library the service can ship with: spans of requests and SQL statements."""
+
+    requirements: tuple[str, ...]
+    """The PyPI requirements of its SDK, its exporter and its instrumentations."""
+
+
+TRACING: dict[str, Tracing | None] = {
+    "opentelemetry": Tracing(
+        requirements=(
+            "opentelemetry-exporter-otlp-proto-http>=1.45",
+            "opentelemetry-instrumentation-fastapi>=0.66b0",
+            "opentelemetry-instrumentation-sqlalchemy>=0.66b0",
+            "opentelemetry-sdk>=1.45",
+        )
+    ),
+    "none": None,
+}
+"""What each answer to `tracing` ships: None ships nothing, not even an unused import."""
+
+
+@dataclass(frozen=True)
 class Bound:
     """The values a numeric answer may take, and so the setting it becomes the default of.
 
@@ -500,7 +522,9 @@ def first_revision(destination: str) -> str:
     return _FIRST_REVISIONS.setdefault(destination, secrets.token_hex(6))
 
 
-ANSWERS = frozenset({"database", "sqlalchemy_mode", "primary_key", "package_name", "metrics"})
+ANSWERS = frozenset(
+    {"database", "sqlalchemy_mode", "primary_key", "package_name", "metrics", "tracing"}
+)
 """The answers the derived values depend on."""
 
 FIXED_ANSWERS = {
@@ -553,8 +577,8 @@ def chosen_driver(context: dict[str, Any]) -> str:
 
 
 class ContextUpdater(ContextHook):
-    """Adds `db`, `driver`, `mode`, `pk`, `metrics_kit` and the async/await prefixes to the
-    rendering context."""
+    """Adds `db`, `driver`, `mode`, `pk`, `metrics_kit`, `tracing_kit` and the async/await
+    prefixes to the rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
         if not context.keys() >= ANSWERS:
@@ -571,6 +595,7 @@ class ContextUpdater(ContextHook):
             mode=mode,
             pk=pk,
             metrics_kit=METRICS[context["metrics"]],
+            tracing_kit=TRACING[context["tracing"]],
             # What `Mapped[...]` says of key columns in the models.
             key_annotation=db.integer_key if pk.annotation == "int" else pk.annotation,
             async_=mode.async_,

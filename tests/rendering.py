@@ -24,6 +24,22 @@ COMBINATIONS: list[dict[str, str]] = [
     for mode, key in itertools.product(("async", "sync"), ("uuid", "int"))
 ]
 
+TRACING_COMBINATIONS: list[dict[str, str]] = [
+    # One per database, with OpenTelemetry tracing: `postgresql-async-uuid-opentelemetry`, ...
+    {
+        "database": "postgresql",
+        "sqlalchemy_mode": "async",
+        "primary_key": "uuid",
+        "tracing": "opentelemetry",
+    },
+    {
+        "database": "sqlite",
+        "sqlalchemy_mode": "sync",
+        "primary_key": "int",
+        "tracing": "opentelemetry",
+    },
+]
+
 
 LEFT_OPEN_REPORTS = (
     "Future exception was never retrieved",

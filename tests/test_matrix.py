@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests import postgres
-from tests.rendering import COMBINATIONS, check_project, combination_id, render, run, uv
+from tests.rendering import (
+    COMBINATIONS,
+    TRACING_COMBINATIONS,
+    check_project,
+    combination_id,
+    render,
+    run,
+    uv,
+)
 from tests.serving import request, serving
 
 pytestmark = pytest.mark.matrix
@@ -85,7 +93,7 @@ def assert_suite_fails_on_what_asyncio_reports(project: Path) -> None:
     assert "left open" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
+@pytest.mark.parametrize("answers", COMBINATIONS + TRACING_COMBINATIONS, ids=combination_id)
 def test_generated_project_passes_its_own_tool_chain(
     tmp_path: Path, answers: dict[str, str]
 ) -> None:

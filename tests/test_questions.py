@@ -379,3 +379,19 @@ def test_metrics_are_on_by_default_and_none_leaves_no_trace(tmp_path: Path) -> N
                 text = path.read_text()
                 where = path.relative_to(project)
                 assert not re.search(r"(?i)prometheus|metrics|pool_name", text), where
+
+
+def test_tracing_is_off_by_default_and_none_leaves_no_trace(tmp_path: Path) -> None:
+    traced = render(tmp_path / "traced", tracing="opentelemetry")
+    assert "opentelemetry-sdk" in (traced / "pyproject.toml").read_text()
+    assert (traced / "src/my_service/tracing.py").is_file()
+    assert (traced / "tests/test_tracing.py").is_file()
+
+    for database in ("postgresql", "sqlite"):
+        project = render(tmp_path / database, database=database)
+        assert recorded_answers(project)["tracing"] == "none"
+        for path in project.rglob("*"):
+            if path.is_file() and path.name != ".copier-answers.yml":
+                text = path.read_text()
+                where = path.relative_to(project)
+                assert not re.search(r"(?i)opentelemetry|otel|tracing|trace_id", text), where

@@ -307,6 +307,7 @@ def test_a_project_from_the_latest_release_updates_to_head(tmp_path: Path, datab
     )
 
     update(project, "HEAD")
+    assert answers_of(project)["tracing"] == "none", "a project from before the question"
     for number, revision in enumerate(
         unreleased_revisions((repository / "CHANGELOG.md").read_text())
     ):
