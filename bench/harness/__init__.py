@@ -10,4 +10,5 @@
 - `targets`: the ratios the generated apps should reach, and whether they do.
 - `report`: writes RESULTS.md.
 - `profiling`: py-spy profiles under load, summarised into PROFILE.md.
+- `soak`: the memory soak: one app under a long mix of requests, its RSS after every step.
 """

@@ -56,10 +56,12 @@ class App:
     busy_starts: int = 0
     """Starts of this app that went ahead while other work kept the machine busy."""
     checked: bool = False
+    database_url: str = ""
+    """The app's DATABASE_URL when it is not a database on the PostgreSQL server (a SQLite file)."""
 
     @property
     def url(self) -> str:
-        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
+        return self.database_url or f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
 
     def at_saturation(self, route: str, key: str) -> float:
         """The median over the rounds of one of wrk's figures on a route (NaN if not measured)."""
@@ -70,9 +72,11 @@ class App:
         return median([result[key] for result in self.rate_results[route]])
 
 
-def project_dir(mode: str, pk: str, driver: str = "") -> Path:
-    """The project of these answers; `driver` only when it is not the mode's default."""
-    return WORK / "projects" / "-".join(filter(None, (mode, pk, driver)))
+def project_dir(mode: str, pk: str, driver: str = "", database: str = "postgresql") -> Path:
+    """The project of these answers; `driver` only when it is not the mode's default, `database`
+    only when it is not PostgreSQL."""
+    prefix = "" if database == "postgresql" else database
+    return WORK / "projects" / "-".join(filter(None, (prefix, mode, pk, driver)))
 
 
 def all_apps() -> dict[str, App]:

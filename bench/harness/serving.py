@@ -23,16 +23,19 @@ def copier_copy(dest: Path, vcs_ref: str, answers: dict[str, str]) -> None:
     run([*cmd, str(REPO), str(dest)], timeout=300)
 
 
-def generate(mode: str, pk: str, vcs_ref: str, driver: str = "") -> None:
-    """Generate the PostgreSQL project of this mode, key type and driver (by default the mode's
+def generate(
+    mode: str, pk: str, vcs_ref: str, driver: str = "", database: str = "postgresql"
+) -> Path:
+    """Generate the project of this database, mode, key type and driver (by default the mode's
     default), and install it with uv."""
-    dest = project_dir(mode, pk, driver)
+    dest = project_dir(mode, pk, driver, database)
     log(f"generating and installing {dest.name}")
     shutil.rmtree(dest, ignore_errors=True)
-    answers = {"database": "postgresql", "sqlalchemy_mode": mode, "primary_key": pk}
+    answers = {"database": database, "sqlalchemy_mode": mode, "primary_key": pk}
     copier_copy(dest, vcs_ref, answers | ({"driver": driver} if driver else {}))
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     run(["uv", "sync", "--quiet"], cwd=dest, env=env, timeout=600)
+    return dest
 
 
 def create_database(app: App, seed_users: int) -> None:
