@@ -4,8 +4,10 @@ Each load opens what a GET request would (a read-only session from the generated
 either one user with N posts or a page of 50 users with N posts each, through
 `selectinload(User.posts)` (a second SELECT ... WHERE author_id IN (...)) or `joinedload(User.posts)`
 (one SELECT with a LEFT OUTER JOIN, a user's columns repeated on each of its posts' rows). The two
-run interleaved, in batches; the median batch's CPU time (time.process_time: this process only,
-not PostgreSQL's) and wall time per load are printed as a Markdown table.
+run interleaved, in 9 batches (their order swapped every batch, garbage collected before each); the
+median batch's CPU time (time.process_time: this process only, not PostgreSQL's) and wall time per
+load, and the median over the batches of joinedload's CPU ÷ selectinload's, are printed as a Markdown
+table.
 
 Run it with the Python of a generated PostgreSQL project, async or sync (bench/run.py leaves them in
 bench/.work/projects/), from the repository root:
@@ -17,6 +19,7 @@ It creates the database `bench_eager_loading` on 127.0.0.1:5432 (user postgres),
 """
 
 import asyncio
+import gc
 import os
 import statistics
 import time
@@ -33,8 +36,8 @@ ONE_USER = [1, 10, 100, 300, 1000]
 PAGE = 50
 PAGE_POSTS = [1, 3, 10, 100]
 """Posts of each of the 50 users on a page."""
-BATCHES = 5
-WORK_PER_BATCH = 3000
+BATCHES = 9
+WORK_PER_BATCH = 2000
 """Posts loaded per batch and variant, roughly: loads per batch = this ÷ posts per load (5 at least)."""
 
 
@@ -106,19 +109,30 @@ def statements() -> dict[str, dict[str, Any]]:
     }
 
 
-def report(mode: str, medians: dict[str, dict[str, tuple[float, float]]]) -> None:
+def report(
+    mode: str,
+    medians: dict[str, dict[str, tuple[float, float]]],
+    ratios: dict[str, float],
+) -> None:
     print(f"{mode}, SQLAlchemy {sqlalchemy.__version__}")
     print(
         "| load | selectinload CPU µs | joinedload CPU µs | selectinload wall µs "
-        "| joinedload wall µs | cheaper (CPU) |\n|---|--:|--:|--:|--:|---|"
+        "| joinedload wall µs | joinedload ÷ selectinload, CPU | cheaper (CPU) |"
+        "\n|---|--:|--:|--:|--:|--:|---|"
     )
     for label, by_loader in medians.items():
         (s_cpu, s_wall), (j_cpu, j_wall) = by_loader["selectinload"], by_loader["joinedload"]
-        cheaper = "selectinload" if s_cpu < j_cpu else "joinedload"
+        cheaper = "selectinload" if ratios[label] > 1 else "joinedload"
         print(
             f"| {label} | {s_cpu:.0f} | {j_cpu:.0f} | {s_wall:.0f} | {j_wall:.0f} "
-            f"| {cheaper} ({max(s_cpu, j_cpu) / min(s_cpu, j_cpu):.2f} ×) |"
+            f"| {ratios[label]:.2f} | {cheaper} |"
         )
+
+
+def ordered(by_loader: dict[str, Any], batch: int) -> list[tuple[str, Any]]:
+    """The loaders in turn, the first one first in even batches and last in odd ones."""
+    items = list(by_loader.items())
+    return items if batch % 2 == 0 else items[::-1]
 
 
 def loads_per_batch(posts: int) -> int:
@@ -150,10 +164,11 @@ def run_sync() -> None:
             assert load(statement) == expected[label], label
             for _ in range(3):
                 load(statement)
-    for _ in range(BATCHES):
+    for batch in range(BATCHES):
         for label, by_loader in queries.items():
             reps = loads_per_batch(expected[label])
-            for name, statement in by_loader.items():
+            for name, statement in ordered(by_loader, batch):
+                gc.collect()
                 cpu, wall = time.process_time(), time.perf_counter()
                 for _ in range(reps):
                     load(statement)
@@ -165,7 +180,7 @@ def run_sync() -> None:
                 )
     engine.dispose()
     read_engine.dispose()
-    report("sync", medians_of(batches))
+    report("sync", medians_of(batches), paired_ratios(batches))
 
 
 async def run_async() -> None:
@@ -193,10 +208,11 @@ async def run_async() -> None:
             assert await load(statement) == expected[label], label
             for _ in range(3):
                 await load(statement)
-    for _ in range(BATCHES):
+    for batch in range(BATCHES):
         for label, by_loader in queries.items():
             reps = loads_per_batch(expected[label])
-            for name, statement in by_loader.items():
+            for name, statement in ordered(by_loader, batch):
+                gc.collect()
                 cpu, wall = time.process_time(), time.perf_counter()
                 for _ in range(reps):
                     await load(statement)
@@ -208,7 +224,7 @@ async def run_async() -> None:
                 )
     await engine.dispose()
     await read_engine.dispose()
-    report("async", medians_of(batches))
+    report("async", medians_of(batches), paired_ratios(batches))
 
 
 def medians_of(
@@ -222,6 +238,18 @@ def medians_of(
             median_cpu = statistics.median_low([cpu for cpu, _ in values])
             result[label][name] = next(v for v in values if v[0] == median_cpu)
     return result
+
+
+def paired_ratios(batches: dict[str, dict[str, list[tuple[float, float]]]]) -> dict[str, float]:
+    """Per case, the median over the batches of joinedload's CPU ÷ selectinload's in the same batch:
+    steadier than a ratio of medians on a machine whose load changes from batch to batch."""
+    return {
+        label: statistics.median(
+            j[0] / s[0]
+            for s, j in zip(by_loader["selectinload"], by_loader["joinedload"], strict=True)
+        )
+        for label, by_loader in batches.items()
+    }
 
 
 def main() -> None:
