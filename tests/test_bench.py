@@ -71,3 +71,32 @@ def test_quick_bench_run_reports_every_app_and_route(
     targets = importlib.import_module("harness.targets").TARGETS
     assert re.search(rf"^Met: \d+ of {2 * len(targets)}\.$", section(report, "Targets"), re.M)
     assert "`copier copy --trust --defaults` wall time" in report
+
+
+def test_quick_soak_reports_memory_after_every_step(tmp_path: Path) -> None:
+    """The memory soak (bench/soak.py) on a generated sync SQLite service: no PostgreSQL needed."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("not installed: wrk; .ci/run installs it")
+        pytest.skip("not installed: wrk (apt-get install -y wrk)")
+    output = tmp_path / "SOAK.md"
+
+    run(
+        sys.executable,
+        str(BENCH / "soak.py"),
+        "--quick",
+        "--output",
+        str(output),
+        cwd=TEMPLATE,
+        timeout=300,
+    )
+
+    report = output.read_text()
+    verdict = section(report, "Verdict")
+    # requests, errors, then the RSS figures; every request of the mix answered 2xx.
+    assert re.search(r"^\| sqlite-sync-int \| [1-9]\d+ \| 0 \| ", verdict, re.M), verdict
+    steps = section(report, "sqlite-sync-int")
+    assert (
+        len(re.findall(r"^\| \d+ \| \d+ \| \d+ \| \d+ \| [\d.]+ \| 0 \| [\d.]+ \|$", steps, re.M))
+        == 4
+    )
