@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--apps", help=f"comma-separated subset of: {', '.join(SOAK_APPS)} (default {DEFAULT_APPS})"
     )
-    parser.add_argument("--steps", type=int, help="load steps per app (default 20; --quick 4)")
+    parser.add_argument("--steps", type=int, help="load steps per app (default 16; --quick 4)")
     parser.add_argument("--duration", type=float, help="seconds per step (default 30; --quick 1)")
     parser.add_argument("--connections", type=int, help="default 8; --quick 2")
     parser.add_argument("--threads", type=int, help="default 2; --quick 1")
@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     defaults: dict[str, object] = {
         "apps": DEFAULT_APPS,
-        "steps": 20,
+        "steps": 16,
         "duration": 30.0,
         "connections": 8,
         "threads": 2,
