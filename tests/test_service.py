@@ -259,6 +259,28 @@ def test_the_header_size_limit_holds_for_a_head_that_arrives_in_one_read(
     assert served.status == 201, served.answer[:300]
 
 
+@SQLITE
+def test_a_large_body_does_not_count_toward_the_next_pipelined_head(sqlite_server: Server) -> None:
+    # A read that ends a 40 KB body and begins the next head: only the head's bytes count toward
+    # MAX_HEADER_SIZE, or the second request is refused after the first was carried out.
+    body = json.dumps(
+        {"email": "pipelined@example.com", "name": "Pipelined", "bio": "b" * 40_000}
+    ).encode()
+    first = b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    first += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    second = b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((HOST, sqlite_server.port), timeout=10) as connection:
+        connection.sendall(first + second[:20])
+        time.sleep(0.5)  # The server reads the body and the head's beginning, then waits.
+        connection.sendall(second[20:])
+        answer = b""
+        while piece := connection.recv(65_536):
+            answer += piece
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+    assert len(statuses) == 2 and statuses[1] == 200, answer[:600]
+    assert statuses[0] in (201, 422), answer[:600]
+
+
 # 3 ------------------------------------------------------------------------------------------------
 
 
