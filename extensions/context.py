@@ -76,6 +76,38 @@ class MissingTable:
 
 
 @dataclass(frozen=True)
+class Container:
+    """The server's official image, as the generated compose file and CI workflow run it.
+
+    Strings may hold `{name}` (the package name) and `{driver}` (the URL scheme).
+    """
+
+    image: str
+    password_variable: str
+    """The environment variable of compose's database password."""
+    app_url: str
+    """The app's DATABASE_URL in compose."""
+    environment: tuple[tuple[str, str], ...]
+    """The image's environment in compose."""
+    health_comment: tuple[str, ...]
+    """Why the health check is what it is, in comment lines."""
+    health_test: str
+    """The compose health check's command, as a YAML flow sequence."""
+    data_path: str
+    """Where the image keeps its data (compose's volume)."""
+    ci_service: str
+    """The CI service container's name."""
+    ci_environment: tuple[tuple[str, str], ...]
+    """The CI service container's environment."""
+    ci_health_cmd: str
+    ci_port: int
+    ci_test_url: str
+    """TEST_DATABASE_URL in CI: an account that may create and drop databases."""
+    ci_database_url: str
+    """DATABASE_URL of the CI step that migrates an empty database."""
+
+
+@dataclass(frozen=True)
 class Server:
     """What differs between the server databases in the SQL the generated code and tests send."""
 
@@ -114,6 +146,7 @@ class Server:
     """Make the next `users.id` 2,147,483,648: the first that needs 64 bits."""
     drop_database_suffix: str
     """What `DROP DATABASE name` needs to drop a database others are still connected to."""
+    container: Container
 
 
 POSTGRESQL_SERVER = Server(
@@ -138,6 +171,29 @@ POSTGRESQL_SERVER = Server(
     unlock_tables=None,
     set_next_id="SELECT setval('users_id_seq', 2147483647)",
     drop_database_suffix=" WITH (FORCE)",
+    container=Container(
+        image="postgres:17",
+        password_variable="POSTGRES_PASSWORD",
+        app_url="{driver}://postgres:${{POSTGRES_PASSWORD:-postgres}}@db:5432/{name}",
+        environment=(
+            ("POSTGRES_DB", "{name}"),
+            ("POSTGRES_PASSWORD", "${{POSTGRES_PASSWORD:-postgres}}"),
+        ),
+        health_comment=(
+            "Over TCP: the server the image runs while it creates the database listens on no port,"
+            " so",
+            "this turns healthy only once the real server accepts connections.",
+        ),
+        health_test='["CMD", "pg_isready", "--host=127.0.0.1", "--username=postgres",'
+        ' "--dbname={name}"]',
+        data_path="/var/lib/postgresql/data",
+        ci_service="postgres",
+        ci_environment=(("POSTGRES_PASSWORD", "postgres"), ("POSTGRES_DB", "{name}")),
+        ci_health_cmd="pg_isready --username postgres",
+        ci_port=5432,
+        ci_test_url="postgresql://postgres:postgres@127.0.0.1:5432/postgres",
+        ci_database_url="postgresql://postgres:postgres@127.0.0.1:5432/{name}",
+    ),
 )
 
 MARIADB_SERVER = Server(
@@ -149,12 +205,13 @@ MARIADB_SERVER = Server(
     unknown_database_code="1049",
     backend_id="SELECT CONNECTION_ID()",
     connection_count=("SELECT count(*) FROM information_schema.processlist WHERE db = :database",),
-    # A row's lock (InnoDB's LOCK WAIT) or a table's (a metadata lock, LOCK TABLES).
+    # A table's lock (a metadata lock, LOCK TABLES) shows in the state. A row's shows nowhere
+    # for a locking read (INNODB_TRX lists its transaction only once it writes): a statement
+    # running for 200 ms in these tests waits for one.
     lock_waits=(
         "SELECT count(*) FROM information_schema.processlist",
-        " WHERE db = :database AND (state LIKE 'Waiting for table%' OR id IN",
-        " (SELECT trx_mysql_thread_id FROM information_schema.innodb_trx",
-        " WHERE trx_state = 'LOCK WAIT'))",
+        " WHERE db = :database AND command = 'Query' AND id <> CONNECTION_ID()",
+        " AND (state LIKE 'Waiting for table%' OR time_ms > 200)",
     ),
     terminate=(
         "SELECT id FROM information_schema.processlist",
@@ -170,6 +227,29 @@ MARIADB_SERVER = Server(
     unlock_tables="UNLOCK TABLES",
     set_next_id="ALTER TABLE users AUTO_INCREMENT = 2147483648",
     drop_database_suffix="",
+    container=Container(
+        image="mariadb:10.11",
+        password_variable="MARIADB_PASSWORD",
+        app_url="{driver}://{name}:${{MARIADB_PASSWORD:-{name}}}@db:3306/{name}",
+        environment=(
+            ("MARIADB_DATABASE", "{name}"),
+            ("MARIADB_USER", "{name}"),
+            ("MARIADB_PASSWORD", "${{MARIADB_PASSWORD:-{name}}}"),
+            ("MARIADB_RANDOM_ROOT_PASSWORD", '"1"'),
+        ),
+        health_comment=(
+            "The image's own check: healthy once the server takes connections and InnoDB is ready,",
+            "not while the entrypoint's temporary server creates the database and the user.",
+        ),
+        health_test='["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"]',
+        data_path="/var/lib/mysql",
+        ci_service="mariadb",
+        ci_environment=(("MARIADB_ROOT_PASSWORD", "root"), ("MARIADB_DATABASE", "{name}")),
+        ci_health_cmd="healthcheck.sh --connect --innodb_initialized",
+        ci_port=3306,
+        ci_test_url="mariadb://root:root@127.0.0.1:3306/mysql",
+        ci_database_url="mariadb://root:root@127.0.0.1:3306/{name}",
+    ),
 )
 
 
