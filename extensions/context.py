@@ -299,6 +299,8 @@ class Database:
     """What the server's own SQL says, or None for a database file."""
     port: int = 0
     """The server's usual TCP port."""
+    conflict_codes: str = "`23…`"
+    """The error codes of a broken unique or foreign-key constraint, for the README."""
     other_driver: str = ""
     """A SQLAlchemy URL scheme of another driver for the same database, which the project's
     settings point at its own."""
@@ -560,6 +562,7 @@ DATABASES: dict[str, Database] = {
         port=3306,
         other_driver="mysql+mysqldb",
         other_database_urls=("postgres://app@localhost/app", "sqlite:///app.db"),
+        conflict_codes="`1062`, `1451`, `1452`",
         datetime_type="DATETIME(fsp=6)",
         migration_datetime_type="mysql.DATETIME(fsp=6)",
         now="now(6)",
@@ -606,6 +609,7 @@ DATABASES: dict[str, Database] = {
         missing_table=MissingTable("SQLITE_ERROR", "no such table"),
         unique_violation=r"UNIQUE constraint failed: \w+\.(?P<field>\w+)",
         other_database_urls=("mysql://app@localhost/app", "postgres://app@localhost/app"),
+        conflict_codes="`SQLITE_CONSTRAINT…`",
     ),
 }
 
