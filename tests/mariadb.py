@@ -152,27 +152,29 @@ class PrivateServer:
 
     def start(self) -> None:
         server = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--no-defaults",
-                f"--datadir={self.folder / 'data'}",
-                f"--socket={self.folder / 'socket'}",
-                f"--pid-file={self.folder / 'pid'}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--skip-grant-tables",
-                "--innodb-buffer-pool-size=16M",
-                *(["--user=root"] if os.geteuid() == 0 else []),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.folder / "server.log").open("ab"),
-        )
+        with (self.folder / "server.log").open("ab") as log:
+            # The server keeps its own copy of the log's descriptor.
+            self.process = subprocess.Popen(
+                [
+                    server,
+                    "--no-defaults",
+                    f"--datadir={self.folder / 'data'}",
+                    f"--socket={self.folder / 'socket'}",
+                    f"--pid-file={self.folder / 'pid'}",
+                    f"--port={self.port}",
+                    "--bind-address=127.0.0.1",
+                    "--skip-grant-tables",
+                    "--innodb-buffer-pool-size=16M",
+                    *(["--user=root"] if os.geteuid() == 0 else []),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 60
         while _client("SELECT 1", url=f"mariadb://root@127.0.0.1:{self.port}/").returncode:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (self.folder / "server.log").read_text(errors="replace")
-                raise AssertionError(f"the private MariaDB did not start:\n{log[-3000:]}")
+                log_text = (self.folder / "server.log").read_text(errors="replace")
+                raise AssertionError(f"the private MariaDB did not start:\n{log_text[-3000:]}")
             time.sleep(0.2)
 
     def stop(self) -> None:
