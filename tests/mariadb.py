@@ -141,9 +141,11 @@ class PrivateServer:
     """A MariaDB server of the test's own (its own data folder, port and socket), which the test
     may stop and start; any account connects (`--skip-grant-tables`), as `root`."""
 
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, options: tuple[str, ...] = ()) -> None:
         self.folder = folder
         self.port = port
+        self.options = options
+        """More of the server's command-line options, e.g. `--max-connections=20`."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -165,6 +167,7 @@ class PrivateServer:
                     "--bind-address=127.0.0.1",
                     "--skip-grant-tables",
                     "--innodb-buffer-pool-size=16M",
+                    *self.options,
                     *(["--user=root"] if os.geteuid() == 0 else []),
                 ],
                 stdout=subprocess.DEVNULL,
@@ -185,13 +188,14 @@ class PrivateServer:
 
 
 @contextmanager
-def private_server() -> Iterator[PrivateServer]:
-    """A fresh running server with an empty database `app` (see `PrivateServer`)."""
+def private_server(*options: str) -> Iterator[PrivateServer]:
+    """A fresh running server with an empty database `app` and the command-line `options`
+    (see `PrivateServer`)."""
     install = shutil.which("mariadb-install-db")
     if install is None:
         raise FileNotFoundError("mariadb-install-db")
     with tempfile.TemporaryDirectory() as name:
-        server = PrivateServer(Path(name), free_port())
+        server = PrivateServer(Path(name), free_port(), options)
         result = subprocess.run(
             [
                 install,
