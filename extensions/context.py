@@ -299,6 +299,9 @@ class Database:
     """What the server's own SQL says, or None for a database file."""
     port: int = 0
     """The server's usual TCP port."""
+    idle_timeout: int | None = None
+    """Seconds after which the server closes an idle connection by default (MariaDB's
+    `wait_timeout`): `pool_recycle` must be on and under it, or a pooled connection dies unseen."""
     conflict_codes: str = "`23…`"
     """The error codes of a broken unique or foreign-key constraint, for the README."""
     other_driver: str = ""
@@ -563,6 +566,7 @@ DATABASES: dict[str, Database] = {
         other_driver="mysql+mysqldb",
         other_database_urls=("postgres://app@localhost/app", "sqlite:///app.db"),
         conflict_codes="`1062`, `1451`, `1452`",
+        idle_timeout=28_800,
         datetime_type="DATETIME(fsp=6)",
         migration_datetime_type="mysql.DATETIME(fsp=6)",
         now="now(6)",
