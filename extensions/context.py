@@ -36,7 +36,11 @@ class Driver:
     """What `pool_pre_ping` sends on each checkout, for the generated README."""
     error_code_attribute: str = "sqlite_errorname"
     """The attribute of the driver's exception (SQLAlchemy's `DBAPIError.orig`) holding the
-    database's error code."""
+    database's error code; `args`: the error number is its first argument (MySQL protocol)."""
+    session_settings: str = ""
+    """How the server's per-session limits reach a new connection: `server_settings` (asyncpg's
+    startup parameters), `options` (libpq's `-c name=value`) or `init_command` (a statement the
+    MySQL protocol drivers run first on each connection); "" for a database file."""
     libpq: bool = False
     """Whether the driver connects through libpq (psycopg, psycopg2): it takes `sslmode` and the
     other libpq parameters from the URL, and startup parameters as `options=-c name=value`; a
@@ -69,6 +73,184 @@ class MissingTable:
     code: str
     message_start: str = ""
     """The start of the error's message, where the code alone names a broader class of errors."""
+
+
+@dataclass(frozen=True)
+class Container:
+    """The server's official image, as the generated compose file and CI workflow run it.
+
+    Strings may hold `{name}` (the package name) and `{driver}` (the URL scheme).
+    """
+
+    image: str
+    password_variable: str
+    """The environment variable of compose's database password."""
+    app_url: str
+    """The app's DATABASE_URL in compose."""
+    environment: tuple[tuple[str, str], ...]
+    """The image's environment in compose."""
+    health_comment: tuple[str, ...]
+    """Why the health check is what it is, in comment lines."""
+    health_test: str
+    """The compose health check's command, as a YAML flow sequence."""
+    data_path: str
+    """Where the image keeps its data (compose's volume)."""
+    ci_service: str
+    """The CI service container's name."""
+    ci_environment: tuple[tuple[str, str], ...]
+    """The CI service container's environment."""
+    ci_health_cmd: str
+    ci_port: int
+    ci_test_url: str
+    """TEST_DATABASE_URL in CI: an account that may create and drop databases."""
+    ci_database_url: str
+    """DATABASE_URL of the CI step that migrates an empty database."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """What differs between the server databases in the SQL the generated code and tests send."""
+
+    transactional_ddl: bool
+    """Whether a migration's DDL runs in its transaction: a failed upgrade then leaves nothing
+    behind and may simply be retried (PostgreSQL); MariaDB commits each DDL statement."""
+    sleep: str
+    """A statement that runs for 5 seconds."""
+    lock_timeout_code: str
+    """The error code of a statement that waited longer than `LOCK_TIMEOUT` for a row lock."""
+    read_only_code: str
+    """The error code of a write where the server takes none (see `read_only` in the tests)."""
+    unknown_role_code: str
+    unknown_database_code: str
+    backend_id: str
+    """The id of the session's server process or thread, in SQL."""
+    connection_count: tuple[str, ...]
+    """How many sessions are connected to the database `:database`, in lines of Python strings."""
+    lock_waits: tuple[str, ...]
+    """How many statements on the database `:database` wait for a lock, in lines."""
+    terminate: tuple[str, ...]
+    """Kill every session of the database `:database` but the caller's, in lines; or, where
+    `terminate_runs_rows`, list the ids of those sessions (MariaDB's KILL takes no subquery)."""
+    terminate_runs_rows: bool
+    quote: str
+    """The quote around identifiers."""
+    lock_table: str
+    """Lock `users` against writes until the transaction ends."""
+    lock_table_isolation: str | None
+    """The isolation level `lock_table` needs, if not READ COMMITTED."""
+    lock_table_against_reads: str
+    """Lock `users` against reads too, until the transaction ends or `unlock_tables`."""
+    unlock_tables: str | None
+    """What ends `lock_table_against_reads`, where the transaction's end does not."""
+    set_next_id: str
+    """Make the next `users.id` 2,147,483,648: the first that needs 64 bits."""
+    drop_database_suffix: str
+    """What `DROP DATABASE name` needs to drop a database others are still connected to."""
+    container: Container
+
+
+POSTGRESQL_SERVER = Server(
+    transactional_ddl=True,
+    sleep="SELECT pg_sleep(5)",
+    lock_timeout_code="55P03",
+    read_only_code="25006",
+    unknown_role_code="28000",
+    unknown_database_code="3D000",
+    backend_id="SELECT pg_backend_pid()",
+    connection_count=("SELECT count(*) FROM pg_stat_activity WHERE datname = :database",),
+    lock_waits=(
+        "SELECT count(*) FROM pg_stat_activity",
+        " WHERE datname = :database AND wait_event_type = 'Lock'",
+    ),
+    terminate=("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :database",),
+    terminate_runs_rows=False,
+    quote='"',
+    lock_table="LOCK TABLE users",
+    lock_table_isolation=None,
+    lock_table_against_reads="LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
+    unlock_tables=None,
+    set_next_id="SELECT setval('users_id_seq', 2147483647)",
+    drop_database_suffix=" WITH (FORCE)",
+    container=Container(
+        image="postgres:17",
+        password_variable="POSTGRES_PASSWORD",
+        app_url="{driver}://postgres:${{POSTGRES_PASSWORD:-postgres}}@db:5432/{name}",
+        environment=(
+            ("POSTGRES_DB", "{name}"),
+            ("POSTGRES_PASSWORD", "${{POSTGRES_PASSWORD:-postgres}}"),
+        ),
+        health_comment=(
+            "Over TCP: the server the image runs while it creates the database listens on no port,"
+            " so",
+            "this turns healthy only once the real server accepts connections.",
+        ),
+        health_test='["CMD", "pg_isready", "--host=127.0.0.1", "--username=postgres",'
+        ' "--dbname={name}"]',
+        data_path="/var/lib/postgresql/data",
+        ci_service="postgres",
+        ci_environment=(("POSTGRES_PASSWORD", "postgres"), ("POSTGRES_DB", "{name}")),
+        ci_health_cmd="pg_isready --username postgres",
+        ci_port=5432,
+        ci_test_url="postgresql://postgres:postgres@127.0.0.1:5432/postgres",
+        ci_database_url="postgresql://postgres:postgres@127.0.0.1:5432/{name}",
+    ),
+)
+
+MARIADB_SERVER = Server(
+    transactional_ddl=False,
+    sleep="SELECT SLEEP(5)",
+    lock_timeout_code="1205",
+    read_only_code="1142",
+    unknown_role_code="1045",
+    unknown_database_code="1049",
+    backend_id="SELECT CONNECTION_ID()",
+    connection_count=("SELECT count(*) FROM information_schema.processlist WHERE db = :database",),
+    # A table's lock (a metadata lock, LOCK TABLES) shows in the state. A row's shows nowhere
+    # for a locking read (INNODB_TRX lists its transaction only once it writes): a statement
+    # running for 200 ms in these tests waits for one.
+    lock_waits=(
+        "SELECT count(*) FROM information_schema.processlist",
+        " WHERE db = :database AND command = 'Query' AND id <> CONNECTION_ID()",
+        " AND (state LIKE 'Waiting for table%' OR time_ms > 200)",
+    ),
+    terminate=(
+        "SELECT id FROM information_schema.processlist",
+        " WHERE db = :database AND id <> CONNECTION_ID()",
+    ),
+    terminate_runs_rows=True,
+    quote="`",
+    # LOCK TABLES would outlive the transaction. Under REPEATABLE READ, a locking read of every
+    # row locks the gaps between them too, so no INSERT gets in until the transaction ends.
+    lock_table="SELECT id FROM users FOR UPDATE",
+    lock_table_isolation="REPEATABLE READ",
+    lock_table_against_reads="LOCK TABLES users WRITE",
+    unlock_tables="UNLOCK TABLES",
+    set_next_id="ALTER TABLE users AUTO_INCREMENT = 2147483648",
+    drop_database_suffix="",
+    container=Container(
+        image="mariadb:10.11",
+        password_variable="MARIADB_PASSWORD",
+        app_url="{driver}://{name}:${{MARIADB_PASSWORD:-{name}}}@db:3306/{name}",
+        environment=(
+            ("MARIADB_DATABASE", "{name}"),
+            ("MARIADB_USER", "{name}"),
+            ("MARIADB_PASSWORD", "${{MARIADB_PASSWORD:-{name}}}"),
+            ("MARIADB_RANDOM_ROOT_PASSWORD", '"1"'),
+        ),
+        health_comment=(
+            "The image's own check: healthy once the server takes connections and InnoDB is ready,",
+            "not while the entrypoint's temporary server creates the database and the user.",
+        ),
+        health_test='["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"]',
+        data_path="/var/lib/mysql",
+        ci_service="mariadb",
+        ci_environment=(("MARIADB_ROOT_PASSWORD", "root"), ("MARIADB_DATABASE", "{name}")),
+        ci_health_cmd="healthcheck.sh --connect --innodb_initialized",
+        ci_port=3306,
+        ci_test_url="mariadb://root:root@127.0.0.1:3306/mysql",
+        ci_database_url="mariadb://root:root@127.0.0.1:3306/{name}",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +295,32 @@ class Database:
     migration_linter: str | None = None
     """The PyPI requirement of the linter that refuses revisions locking a live table for long
     (`migrations/lint.py`), or None where schema changes cannot run beside the service anyway."""
+    server: Server | None = None
+    """What the server's own SQL says, or None for a database file."""
+    port: int = 0
+    """The server's usual TCP port."""
+    idle_timeout: int | None = None
+    """Seconds after which the server closes an idle connection by default (MariaDB's
+    `wait_timeout`): `pool_recycle` must be on and under it, or a pooled connection dies unseen."""
+    conflict_codes: str = "`23…`"
+    """The error codes of a broken unique or foreign-key constraint, for the README."""
+    other_driver: str = ""
+    """A SQLAlchemy URL scheme of another driver for the same database, which the project's
+    settings point at its own."""
+    other_database_urls: tuple[str, str] = ("mysql://app@localhost/app", "sqlite:///app.db")
+    """URLs of other databases, which the settings refuse."""
+    poolers: tuple[str, ...] = ()
+    """The connection poolers the service can run behind (`DATABASE_POOLER`)."""
+    datetime_type: str = "DateTime(timezone=True)"
+    """The column type of timestamps, as `sqlalchemy` names it (for `column_types.py`)."""
+    migration_datetime_type: str = "sa.DateTime(timezone=True)"
+    """The same type as a revision writes it."""
+    now: str = "now()"
+    """The SQL function call that gives the current time as the timestamps store it."""
+    foreign_keys_need_an_index: bool = False
+    """Whether a foreign key's index can only go with its constraint (InnoDB)."""
+    table_options: tuple[tuple[str, str], ...] = ()
+    """Keyword arguments of every table (`__table_args__`, `op.create_table`)."""
 
     def driver_names(self, mode: str) -> tuple[str, ...]:
         """The drivers offered for `mode`, its default first."""
@@ -195,6 +403,7 @@ PSYCOPG = Driver(
     connect_timeout_arg="connect_timeout",
     pre_ping="psycopg sends an empty query (`;`)",
     error_code_attribute="sqlstate",
+    session_settings="options",
     libpq=True,
     pgbouncer_arguments=(("prepare_threshold", "None"),),
     pgbouncer_reason="PgBouncer runs each transaction on any of its server connections: psycopg"
@@ -222,6 +431,7 @@ DATABASES: dict[str, Database] = {
                 connect_timeout_arg="timeout",
                 pre_ping="asyncpg sends an empty prepared statement",
                 error_code_attribute="sqlstate",
+                session_settings="server_settings",
                 pgbouncer_arguments=(
                     ("statement_cache_size", "0"),
                     ("prepared_statement_cache_size", "0"),
@@ -247,6 +457,7 @@ DATABASES: dict[str, Database] = {
                 connect_timeout_arg="connect_timeout",
                 pre_ping="psycopg2 sends `SELECT 1`",
                 error_code_attribute="pgcode",
+                session_settings="options",
                 libpq=True,
                 pgbouncer_readme="psycopg2 needs nothing more: it prepares no statement on the"
                 " server.",
@@ -285,6 +496,88 @@ DATABASES: dict[str, Database] = {
         # The constraint's name, from the naming convention `uq_<table>_<column>` (models.Base).
         unique_violation=r"unique constraint \Wuq_[a-z0-9]+_(?P<field>\w+)",
         migration_linter="squawk-cli>=2.70",
+        server=POSTGRESQL_SERVER,
+        port=5432,
+        other_driver="postgresql+pg8000",
+        poolers=("pgbouncer",),
+    ),
+    "mariadb": Database(
+        label="MariaDB",
+        url_backends=("mysql", "mariadb"),
+        # DATETIME keeps no offset: UTC is stored naive (column_types.py), the session's time_zone
+        # is UTC, so NOW(6) agrees with the values the ORM writes.
+        timezone_aware=False,
+        pooled=True,
+        clock_has_microseconds=True,
+        drivers={
+            ("async", "asyncmy"): Driver(
+                "asyncmy",
+                "mariadb+asyncmy",
+                "asyncmy>=0.2.10",
+                connect_timeout_arg="connect_timeout",
+                pre_ping="asyncmy sends a COM_PING packet",
+                error_code_attribute="args",
+                session_settings="init_command",
+            ),
+            ("sync", "pymysql"): Driver(
+                "pymysql",
+                "mariadb+pymysql",
+                "pymysql>=1.1.1",
+                connect_timeout_arg="connect_timeout",
+                pre_ping="PyMySQL sends a COM_PING packet",
+                error_code_attribute="args",
+                session_settings="init_command",
+            ),
+        },
+        default_drivers={"async": "asyncmy", "sync": "pymysql"},
+        default_url="{driver}://{name}:{name}@127.0.0.1:3306/{name}",
+        test_server_url="{driver}://tests:tests@127.0.0.1:3306/mysql",
+        unreachable_url="{driver}://tests@127.0.0.1:1/mysql",
+        integer_key="BigInt",
+        error_code_name="error number",
+        pool_names=("primary", "replica"),
+        error_codes=(
+            ErrorCode("1205", "lock wait longer than `LOCK_TIMEOUT`", unavailable=False),
+            ErrorCode("1213", "deadlock found", unavailable=False),
+            ErrorCode("1969", "statement stopped after `STATEMENT_TIMEOUT`", unavailable=False),
+            ErrorCode("1040", "too many connections", unavailable=True),
+            ErrorCode("1044", "access to the database denied", unavailable=True),
+            ErrorCode("1045", "access denied (unknown user or wrong password)", unavailable=True),
+            ErrorCode("1049", "the database does not exist", unavailable=True),
+            ErrorCode("1053", "server shutting down", unavailable=True),
+            ErrorCode(
+                "1142",
+                "the account may not write (a read-only account or replica)",
+                unavailable=True,
+            ),
+            ErrorCode("1290", "the server is read-only (a replica)", unavailable=True),
+            ErrorCode("1792", "read-only transaction", unavailable=True),
+            ErrorCode("1927", "connection killed", unavailable=True),
+            ErrorCode("2002", "cannot connect (socket)", unavailable=True),
+            ErrorCode("2003", "cannot connect (refused or timed out)", unavailable=True),
+            ErrorCode("2006", "server has gone away", unavailable=True),
+            ErrorCode("2013", "connection lost during a query", unavailable=True),
+        ),
+        missing_table=MissingTable("1146"),
+        # The constraint's name, from the naming convention `uq_<table>_<column>` (models.Base).
+        unique_violation=r"for key '(?:\w+\.)?uq_[a-z0-9]+_(?P<field>\w+)'",
+        server=MARIADB_SERVER,
+        port=3306,
+        other_driver="mysql+mysqldb",
+        other_database_urls=("postgres://app@localhost/app", "sqlite:///app.db"),
+        conflict_codes="`1062`, `1451`, `1452`",
+        idle_timeout=28_800,
+        datetime_type="DATETIME(fsp=6)",
+        migration_datetime_type="mysql.DATETIME(fsp=6)",
+        now="now(6)",
+        foreign_keys_need_an_index=True,
+        # utf8mb4_nopad_bin compares code points, like PostgreSQL's `=`: `é` is not `e`, and
+        # `a ` is not `a`.
+        table_options=(
+            ("mariadb_engine", "InnoDB"),
+            ("mariadb_charset", "utf8mb4"),
+            ("mariadb_collate", "utf8mb4_nopad_bin"),
+        ),
     ),
     "sqlite": Database(
         label="SQLite",
@@ -319,6 +612,8 @@ DATABASES: dict[str, Database] = {
         # SQLITE_ERROR is any SQL error: only its message tells a missing table.
         missing_table=MissingTable("SQLITE_ERROR", "no such table"),
         unique_violation=r"UNIQUE constraint failed: \w+\.(?P<field>\w+)",
+        other_database_urls=("mysql://app@localhost/app", "postgres://app@localhost/app"),
+        conflict_codes="`SQLITE_CONSTRAINT…`",
     ),
 }
 
@@ -528,6 +823,8 @@ ANSWERS = frozenset(
 """The answers the derived values depend on."""
 
 FIXED_ANSWERS = {
+    "database": "the data lives in that database; moving to another one takes a fresh generation "
+    "and a data migration of your own",
     "primary_key": "the tables and their data already use that key type; changing it takes a data "
     "migration written by hand",
     "package_name": "the project's code lives in that package; rename it by hand",

@@ -16,7 +16,7 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 COMBINATIONS: list[dict[str, str]] = [
     {"database": database, "sqlalchemy_mode": mode, "primary_key": primary_key}
     for database, mode, primary_key in itertools.product(
-        ("postgresql", "sqlite"), ("async", "sync"), ("uuid", "int")
+        ("postgresql", "sqlite", "mariadb"), ("async", "sync"), ("uuid", "int")
     )
 ] + [
     # The drivers that are not their mode's default: `postgresql-async-psycopg-uuid`, ...
@@ -109,16 +109,22 @@ def check_project(project: Path, locked: bool = True) -> str:
     `locked` installs exactly what the project's `uv.lock` says and fails if it is missing or out
     of date (a new project's tasks wrote it); without it, `uv sync` locks afresh, as it does for a
     user after an update that changed the dependencies. Returns pytest's summary line.
-    PostgreSQL projects test against `postgres.SERVER_URL`; in CI a skipped test fails the check.
+    PostgreSQL projects test against `postgres.SERVER_URL`, MariaDB ones against
+    `mariadb.SERVER_URL`; in CI a skipped test fails the check.
     """
-    from tests import postgres
+    from tests import mariadb, postgres
 
     tool = uv()
     run(tool, "sync", *(["--locked"] if locked else []), cwd=project)
     run(tool, "run", "--no-sync", "ruff", "check", ".", cwd=project)
     run(tool, "run", "--no-sync", "ruff", "format", "--check", ".", cwd=project)
     type_check(project)
-    env = {"TEST_DATABASE_URL": postgres.SERVER_URL, "CI": os.environ.get("CI", "")}
+    servers = {"mariadb": mariadb.SERVER_URL, "postgresql": postgres.SERVER_URL}
+    answers = (project / ".copier-answers.yml").read_text()
+    database = next(
+        (name for name in servers if f"database: {name}" in answers.splitlines()), "postgresql"
+    )
+    env = {"TEST_DATABASE_URL": servers[database], "CI": os.environ.get("CI", "")}
     pytest = (tool, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
     result = run(*pytest, cwd=project, env=env)
     summary = result.stdout.strip().splitlines()[-1]

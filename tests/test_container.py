@@ -78,6 +78,12 @@ def test_container_files_pass_hadolint_and_order_the_services(
         assert services["db"]["image"].startswith("postgres:")
         assert "pg_isready" in services["db"]["healthcheck"]["test"]
         assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    elif answers["database"] == "mariadb":
+        conditions["db"] = "service_healthy"
+        assert services["db"]["image"].startswith("mariadb:")
+        assert "healthcheck.sh" in services["db"]["healthcheck"]["test"]
+        assert services["db"]["environment"]["MARIADB_USER"] == "my_service"
+        assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     else:
         assert set(services) == {"migrate", "app"}
         for name in ("migrate", "app"):

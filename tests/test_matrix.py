@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.rendering import (
     COMBINATIONS,
     TRACING_COMBINATIONS,
@@ -35,6 +35,9 @@ pytestmark = pytest.mark.matrix
 def database_for(project: Path, database: str) -> Iterator[str]:
     if database == "postgresql":
         with postgres.throwaway_database() as url:
+            yield url
+    elif database == "mariadb":
+        with mariadb.throwaway_database() as url:
             yield url
     else:
         yield f"sqlite:///{project / 'cli.db'}"
@@ -99,6 +102,8 @@ def test_generated_project_passes_its_own_tool_chain(
 ) -> None:
     if answers["database"] == "postgresql":
         postgres.require_server()
+    elif answers["database"] == "mariadb":
+        mariadb.require_server()
     project = render(tmp_path / "my-service", **answers)
     tool = uv()
 

@@ -1,17 +1,21 @@
-"""A generated async PostgreSQL service rides out a database restart without being restarted itself.
+"""A generated service rides out a database restart without being restarted itself.
 
-The test runs a PostgreSQL server of its own (initdb into a temporary folder, a free port), so it
-can stop and start it while the app, under uvicorn, keeps serving.
+Each test runs a server of its own (PostgreSQL: initdb, MariaDB: mariadb-install-db, into a
+temporary folder, on a free port), so it can stop and start it while the app, under uvicorn, keeps
+serving.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from tests import mariadb
 from tests.pgcluster import private_server
 from tests.rendering import render, run, uv
 from tests.serving import request, serving
@@ -28,14 +32,33 @@ def wait_for(predicate: Callable[[], bool], seconds: float) -> float:
     return time.monotonic() - started
 
 
-def test_the_service_answers_503_while_the_database_is_down_and_recovers(tmp_path: Path) -> None:
+class Restartable(Protocol):
+    url: str
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+SERVERS: dict[str, Callable[[], AbstractContextManager[Restartable]]] = {
+    "postgresql": private_server,
+    "mariadb": mariadb.private_server,
+}
+
+
+@pytest.mark.parametrize(
+    ("database", "mode"), [("postgresql", "async"), ("mariadb", "async"), ("mariadb", "sync")]
+)
+def test_the_service_answers_503_while_the_database_is_down_and_recovers(
+    tmp_path: Path, database: str, mode: str
+) -> None:
     project = render(
-        tmp_path / "my-service", database="postgresql", sqlalchemy_mode="async", primary_key="int"
+        tmp_path / "my-service", database=database, sqlalchemy_mode=mode, primary_key="int"
     )
     tool = uv()
     run(tool, "sync", cwd=project)
 
-    with private_server() as server:
+    with SERVERS[database]() as server:
         env = {"DATABASE_URL": server.url}
         run(tool, "run", "--no-sync", "alembic", "upgrade", "head", cwd=project, env=env)
         with serving(project, env) as base:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.rendering import COMBINATIONS, combination_id, render, run, uv
 
 WORKFLOW = ".github/workflows/ci.yml"
@@ -47,7 +47,7 @@ def test_shellcheck_is_installed() -> None:
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
-def test_workflow_passes_actionlint_and_starts_a_server_only_for_postgresql(
+def test_workflow_passes_actionlint_and_starts_a_server_only_for_server_databases(
     tmp_path: Path, answers: dict[str, str]
 ) -> None:
     project = render(tmp_path / "my-service", **answers)
@@ -66,6 +66,16 @@ def test_workflow_passes_actionlint_and_starts_a_server_only_for_postgresql(
         server_url = f"postgresql://postgres:{password}@127.0.0.1:5432"
         assert steps["Test"]["env"]["TEST_DATABASE_URL"] == f"{server_url}/postgres"
         database = server["env"]["POSTGRES_DB"]
+        assert database == "my_service"
+        assert migrations["env"]["DATABASE_URL"] == f"{server_url}/{database}"
+    elif answers["database"] == "mariadb":
+        server = job["services"]["mariadb"]
+        assert "--health-cmd" in server["options"]
+        assert server["ports"] == ["3306:3306"]
+        password = server["env"]["MARIADB_ROOT_PASSWORD"]
+        server_url = f"mariadb://root:{password}@127.0.0.1:3306"
+        assert steps["Test"]["env"]["TEST_DATABASE_URL"] == f"{server_url}/mysql"
+        database = server["env"]["MARIADB_DATABASE"]
         assert database == "my_service"
         assert migrations["env"]["DATABASE_URL"] == f"{server_url}/{database}"
     else:
@@ -96,14 +106,17 @@ def database_for(database: str) -> Iterator[dict[str, str]]:
     """What replaces the service container here: the environment the job's steps run with.
 
     The workflow's PostgreSQL URLs name the container's port, which is the local server's too, but
-    the migrations step gets a throwaway database instead of the one the container would create.
-    An SQLite project keeps the workflow's own file URL.
+    the migrations step gets a throwaway database instead of the one the container would create;
+    MariaDB's name the container's root account, which the local server's tests account stands
+    for. An SQLite project keeps the workflow's own file URL.
     """
-    if database != "postgresql":
+    servers = {"postgresql": postgres, "mariadb": mariadb}
+    if database not in servers:
         yield {}
         return
-    with postgres.throwaway_database() as url:
-        yield {"DATABASE_URL": url, "TEST_DATABASE_URL": postgres.SERVER_URL}
+    server = servers[database]
+    with server.throwaway_database() as url:
+        yield {"DATABASE_URL": url, "TEST_DATABASE_URL": server.SERVER_URL}
 
 
 def run_job(project: Path, job: dict[str, Any], overrides: dict[str, str]) -> list[str]:
@@ -133,6 +146,7 @@ def run_job(project: Path, job: dict[str, Any], overrides: dict[str, str]) -> li
     [
         {"database": "postgresql", "sqlalchemy_mode": "async", "primary_key": "uuid"},
         {"database": "sqlite", "sqlalchemy_mode": "sync", "primary_key": "int"},
+        {"database": "mariadb", "sqlalchemy_mode": "sync", "primary_key": "uuid"},
     ],
     ids=combination_id,
 )
@@ -141,6 +155,8 @@ def test_fresh_project_passes_its_ci_job_and_its_hooks(
 ) -> None:
     if answers["database"] == "postgresql":
         postgres.require_server()
+    elif answers["database"] == "mariadb":
+        mariadb.require_server()
     project = render(tmp_path / "my-service", **answers)
     tool = uv()
     if not (project / "uv.lock").exists():

@@ -71,6 +71,8 @@ REFUSED = [
     ({"database": "postgresql", "pool_timeout": 5000}, TIMEOUT),
     ({"database": "postgresql", "pool_recycle": 0}, RECYCLE),
     ({"database": "postgresql", "pool_recycle": -5}, RECYCLE),
+    ({"database": "mariadb", "pool_recycle": -1}, "must be 1 to 28799 (wait_timeout)"),
+    ({"database": "mariadb", "pool_recycle": 28_800}, "must be 1 to 28799 (wait_timeout)"),
     ({"database": "postgresql", "driver": "psycopg2"}, ASYNC_DRIVERS),
     ({"database": "postgresql", "sqlalchemy_mode": "async", "driver": "psycopg2"}, ASYNC_DRIVERS),
     ({"database": "postgresql", "sqlalchemy_mode": "sync", "driver": "asyncpg"}, SYNC_DRIVERS),

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from _pytest.mark.structures import ParameterSet
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.pgcluster import (
     PgBouncer,
     StreamingPair,
@@ -620,6 +620,31 @@ def test_the_app_warns_when_its_pools_can_exceed_the_servers_connections(
     numbers = (
         "WEB_CONCURRENCY 4 x (POOL_SIZE 5 + MAX_OVERFLOW 10) = 60 connections, but the server"
         f" takes 17 (max_connections {MAX_CONNECTIONS} - superuser_reserved_connections 3)"
+    )
+    for warning in warnings:
+        assert " WARNING " in warning
+        assert numbers in warning
+
+
+def test_a_mariadb_app_warns_when_its_pools_can_exceed_the_servers_connections(
+    tmp_path: Path,
+) -> None:
+    """MariaDB keeps no connection of `max_connections` for administrators: all of them count."""
+    project = render(
+        tmp_path / "my-service", database="mariadb", sqlalchemy_mode="async", primary_key="int"
+    )
+    run(uv(), "sync", cwd=project)
+    log = tmp_path / "app.log"
+    with mariadb.private_server(f"--max-connections={MAX_CONNECTIONS}") as server:
+        env = {"DATABASE_URL": server.url, "WEB_CONCURRENCY": "4", **POOLS}
+        with serving(project, env, ready="/health/live", log=log):
+            pass  # Ready: the start-up, and so the check, is over.
+
+    warnings = budget_warnings(log)
+    assert warnings, log.read_text()
+    numbers = (
+        "WEB_CONCURRENCY 4 x (POOL_SIZE 5 + MAX_OVERFLOW 10) = 60 connections, but the server"
+        f" takes {MAX_CONNECTIONS} (max_connections), for every client and every replica"
     )
     for warning in warnings:
         assert " WARNING " in warning

@@ -29,13 +29,15 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _pytest.mark.structures import ParameterSet
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.clients import Pushed, Reply, call, push, trickle_bodies, trickle_headers
 from tests.pgcluster import private_server, psql
 from tests.rendering import install_runtime, render, run
@@ -61,7 +63,11 @@ ANSWERS = {
         "driver": "psycopg",
         "primary_key": "int",
     },
+    "pymysql": {"database": "mariadb", "sqlalchemy_mode": "sync", "primary_key": "int"},
+    "asyncmy": {"database": "mariadb", "sqlalchemy_mode": "async", "primary_key": "uuid"},
 }
+LOCK_WAIT_CODES = {"postgresql": "55P03", "mariadb": "1205"}
+"""What each server calls a statement that waited for a lock longer than LOCK_TIMEOUT."""
 SQLITE = pytest.mark.xdist_group("service-sqlite")
 
 MiB = 1 << 20
@@ -97,8 +103,25 @@ def project(request: pytest.FixtureRequest, projects: Callable[[str], Path]) -> 
     """The project named by the check's parameter (see `on`)."""
     name: str = request.param
     if name != "sqlite":
-        postgres.require_server()
+        server_for(name).require_server()
     return projects(name)
+
+
+def database_of(project: Path) -> str:
+    """The `database` answer of a rendered project."""
+    answers = (project / ".copier-answers.yml").read_text().splitlines()
+    return next(line.split(": ", 1)[1] for line in answers if line.startswith("database: "))
+
+
+def server_for(name: str) -> ModuleType:
+    """The test server module (`tests.postgres`, `tests.mariadb`) of the project `name`."""
+    return mariadb if ANSWERS[name].get("database") == "mariadb" else postgres
+
+
+def throwaway_database(project: Path) -> AbstractContextManager[str]:
+    """An empty database on the server of `project`'s kind, dropped afterwards."""
+    server = mariadb if database_of(project) == "mariadb" else postgres
+    return server.throwaway_database()
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +184,12 @@ def test_clients_that_send_headers_slowly_are_cut_off_while_others_are_served(
 SLOW_CLIENTS = 30
 
 
-@pytest.mark.parametrize("project", on("psycopg2", "asyncpg"), indirect=True)
+@pytest.mark.parametrize("project", on("psycopg2", "asyncpg", "pymysql", "asyncmy"), indirect=True)
 def test_clients_that_send_bodies_slowly_are_cut_off_while_others_are_served(
     project: Path,
 ) -> None:
     body_timeout = 4
-    with postgres.throwaway_database() as url:
+    with throwaway_database(project) as url:
         # Fewer places than slow clients: none of them may hold one.
         env = {
             "DATABASE_URL": url,
@@ -555,9 +578,13 @@ def test_a_500_is_logged_without_the_values_bound_to_its_statement(
     assert "Secret Person" not in log, log
 
 
-@pytest.mark.parametrize("project", on("psycopg2", "asyncpg", "psycopg"), indirect=True)
+@pytest.mark.parametrize(
+    "project", on("psycopg2", "asyncpg", "psycopg", "pymysql", "asyncmy"), indirect=True
+)
 def test_a_503_is_logged_without_the_values_bound_to_its_statement(project: Path) -> None:
-    with postgres.throwaway_database() as url:
+    database = database_of(project)
+    holder = mariadb if database == "mariadb" else postgres
+    with holder.throwaway_database() as url:
         env = {"DATABASE_URL": url, "LOCK_TIMEOUT": "1"}
         migrate(project, env)
         with production_server(project, env) as server, server.connect() as connection:
@@ -565,10 +592,11 @@ def test_a_503_is_logged_without_the_values_bound_to_its_statement(project: Path
             assert created.status == 201, created
             user_id = created.json()["id"]
             locked = f"SELECT 1 FROM users WHERE id = '{user_id}' FOR UPDATE"
-            with postgres.transaction_left_open(url, locked):
+            with holder.transaction_left_open(url, locked):
                 change = {"email": SECRET_EMAIL}
                 reply = call(connection, "PATCH", f"/users/{user_id}", change)
-            log = wait_for_log(server, 0, "55P03", f"PATCH /users/{user_id} 503")
+            code = LOCK_WAIT_CODES[database]
+            log = wait_for_log(server, 0, code, f"PATCH /users/{user_id} 503")
     assert reply.status == 503, reply
     assert SECRET_EMAIL not in log, log
 
@@ -690,13 +718,15 @@ def test_concurrent_migrations_of_a_sqlite_file_run_each_revision_once(
     assert versions == heads(project)
 
 
-@pytest.mark.parametrize("project", on("asyncpg", "psycopg"), indirect=True)
-def test_concurrent_migrations_of_a_postgresql_database_run_each_revision_once(
+@pytest.mark.parametrize("project", on("asyncpg", "psycopg", "pymysql", "asyncmy"), indirect=True)
+def test_concurrent_migrations_of_a_server_database_run_each_revision_once(
     project: Path,
 ) -> None:
-    with postgres.throwaway_database() as url:
+    """PostgreSQL's advisory lock, MariaDB's GET_LOCK: one migrator at a time."""
+    query = mariadb.query if database_of(project) == "mariadb" else psql
+    with throwaway_database(project) as url:
         outputs = migrate_at_once(project, url)
-        versions = set(psql(url, "SELECT version_num FROM alembic_version").split())
+        versions = set(query(url, "SELECT version_num FROM alembic_version").split())
     assert_each_revision_ran_once(project, outputs)
     assert versions == heads(project)
 
