@@ -32,6 +32,7 @@ PACKAGES = [
     "uvloop",
     "httptools",
     "alembic",
+    "prometheus-client",
 ]
 
 
