@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from harness.apps import BASELINE, OTHER_DRIVERS, VARIANTS, all_apps, project_dir
+from harness.apps import BASELINE, METRICS_BEFORE, PROJECTS, all_apps, before_app
 from harness.benchmark import fixed_rate_rounds, fixed_rates, saturation_rounds
 from harness.common import BENCH, COPIER, WORK, log, psql
 from harness.load import ensure_loadtest
 from harness.profiling import profile
 from harness.report import report, template_state
-from harness.serving import create_database, drop_database, generate
+from harness.serving import create_database, drop_database, generate_project
 from harness.timing import time_copier, time_matrix
 
 
@@ -61,7 +61,12 @@ def parse_args() -> argparse.Namespace:
         help="instead of the benchmark, profile --profile-routes of --apps (default "
         "gen-async-int,raw) with py-spy; writes bench/PROFILE.md",
     )
-    parser.add_argument("--apps", help="comma-separated subset of: " + ", ".join(all_apps()))
+    parser.add_argument(
+        "--apps",
+        help="comma-separated subset of: "
+        + ", ".join(all_apps())
+        + f" (and {METRICS_BEFORE}, with --before-ref)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
     parser.add_argument(
         "--duration",
@@ -100,6 +105,11 @@ def parse_args() -> argparse.Namespace:
         "alone (one), or not at all (default all; --quick one; --profile none)",
     )
     parser.add_argument("--vcs-ref", default="HEAD", help="template version to generate from")
+    parser.add_argument(
+        "--before-ref",
+        help=f"also run {METRICS_BEFORE}: gen-async-int generated from this template version "
+        "(a commit, a branch), so that one run measures a template change before and after",
+    )
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument(
@@ -140,9 +150,14 @@ def parse_args() -> argparse.Namespace:
         if args.apps
         else (["gen-async-int", "raw"] if args.profile else list(all_apps()))
     )
-    unknown = set(names) - set(all_apps())
+    if args.before_ref and METRICS_BEFORE not in names:
+        names.append(METRICS_BEFORE)
+    known = [*all_apps(), METRICS_BEFORE]
+    unknown = set(names) - set(known)
     if unknown:
         parser.error(f"unknown app(s): {', '.join(sorted(unknown))}")
+    if METRICS_BEFORE in names and not args.before_ref:
+        parser.error(f"{METRICS_BEFORE} needs --before-ref")
     args.app_names = names
     return args
 
@@ -153,9 +168,9 @@ def main() -> None:
     started = time.monotonic()
     fixed_rate = not args.profile and args.fixed_rate_share > 0 and BASELINE in args.app_names
     preflight(fixed_rate)
-    state = template_state(args.vcs_ref)
+    state = template_state(args.vcs_ref, args.before_ref)
     WORK.mkdir(exist_ok=True)
-    apps = [all_apps()[name] for name in args.app_names]
+    apps = [(all_apps() | {METRICS_BEFORE: before_app()})[name] for name in args.app_names]
 
     copier_times: list[float] = []
     if args.copier_reps:
@@ -163,9 +178,9 @@ def main() -> None:
         copier_times = time_copier(args.copier_reps, args.vcs_ref)
         log("copier copy: " + ", ".join(f"{t:.2f} s" for t in copier_times))
 
-    for mode, pk, driver in [(mode, pk, "") for mode, pk in VARIANTS] + OTHER_DRIVERS:
-        if any(app.project == project_dir(mode, pk, driver) for app in apps):
-            generate(mode, pk, args.vcs_ref, driver)
+    for project in PROJECTS:
+        if any(app.project == project.path for app in apps):
+            generate_project(project, args.before_ref if project.before else args.vcs_ref)
     try:
         for app in apps:
             log(f"database {app.database}: migrate and seed {args.seed_users} users")

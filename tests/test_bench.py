@@ -50,6 +50,8 @@ def test_quick_bench_run_reports_every_app_and_route(
         "none",
         "--seed-users",
         "50",
+        "--before-ref",
+        "HEAD",
         "--output",
         str(output),
         cwd=TEMPLATE,
@@ -67,6 +69,13 @@ def test_quick_bench_run_reports_every_app_and_route(
             for app in apps.all_apps():
                 row = re.escape(f"| {route} | {app} | ")
                 assert re.search(rf"^{row}\d+ \|", table, re.MULTILINE), (heading, route, app)
+    # What the metrics cost: on (now and at --before-ref) against off, CPU µs/req and its ratio.
+    cost = section(report, "What the metrics cost")
+    for route in apps.ROUTES.values():
+        for app in (apps.METRICS_ON, apps.METRICS_BEFORE):
+            row = re.escape(f"| {route} | {app} | ")
+            assert re.search(rf"^{row}\d+ \| \d+\.\d\d \| ", cost, re.MULTILINE), (route, app)
+    assert re.search(r"^GET /users/\{id\}: `gen-async-int` keeps \d+\.\d\d . the req/s", cost, re.M)
     # Every target judged, for its int-keyed and its uuid-keyed app.
     targets = importlib.import_module("harness.targets").TARGETS
     assert re.search(rf"^Met: \d+ of {2 * len(targets)}\.$", section(report, "Targets"), re.M)

@@ -22,6 +22,13 @@ VARIANTS = [("async", "int"), ("async", "uuid"), ("sync", "int"), ("sync", "uuid
 """The generated projects on each mode's default driver (asyncpg, psycopg2)."""
 OTHER_DRIVERS = [("async", "int", "psycopg"), ("sync", "int", "psycopg")]
 """The generated projects on the drivers that are not their mode's default: psycopg 3."""
+METRICS_ON, METRICS_OFF, METRICS_BEFORE = (
+    "gen-async-int",
+    "gen-async-int-nometrics",
+    "gen-async-int-before",
+)
+"""The apps that show what the metrics cost: the default async int-key app (metrics on), the same
+rendered with `metrics=none`, and, with `--before-ref`, the same rendered from an earlier version."""
 BASELINE = "raw"
 """The app every ratio is taken against, and whose throughput sets the fixed rate."""
 CHECKOUT_TAG = hashlib.sha256(str(REPO).encode()).hexdigest()[:6]
@@ -72,11 +79,46 @@ class App:
         return median([result[key] for result in self.rate_results[route]])
 
 
-def project_dir(mode: str, pk: str, driver: str = "", database: str = "postgresql") -> Path:
+def project_dir(
+    mode: str, pk: str, driver: str = "", database: str = "postgresql", variant: str = ""
+) -> Path:
     """The project of these answers; `driver` only when it is not the mode's default, `database`
-    only when it is not PostgreSQL."""
+    only when it is not PostgreSQL, `variant` for other answers or another template version."""
     prefix = "" if database == "postgresql" else database
-    return WORK / "projects" / "-".join(filter(None, (prefix, mode, pk, driver)))
+    return WORK / "projects" / "-".join(filter(None, (prefix, mode, pk, driver, variant)))
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project the benchmark generates and installs, and the answers it takes besides the defaults."""
+
+    mode: str
+    pk: str
+    driver: str = ""
+    metrics: str = ""
+    """The `metrics` answer when it is not the default."""
+    before: bool = False
+    """Generated from `--before-ref` rather than `--vcs-ref`."""
+
+    @property
+    def path(self) -> Path:
+        variant = ["nometrics"] if self.metrics == "none" else []
+        if self.before:
+            variant.append("before")
+        return project_dir(self.mode, self.pk, self.driver, variant="-".join(variant))
+
+    @property
+    def answers(self) -> dict[str, str]:
+        answers = {"sqlalchemy_mode": self.mode, "primary_key": self.pk, "driver": self.driver}
+        return {key: value for key, value in (answers | {"metrics": self.metrics}).items() if value}
+
+
+PROJECTS = [
+    *(Project(mode, pk) for mode, pk in VARIANTS),
+    *(Project(mode, pk, driver) for mode, pk, driver in OTHER_DRIVERS),
+    Project("async", "int", metrics="none"),
+    Project("async", "int", before=True),
+]
 
 
 def all_apps() -> dict[str, App]:
@@ -136,7 +178,34 @@ def all_apps() -> dict[str, App]:
         pk="int",
         env={"POOL_PRE_PING": "false"},
     )
+    apps[METRICS_OFF] = App(
+        name=METRICS_OFF,
+        description="gen-async-int generated with metrics=none",
+        project=Project("async", "int", metrics="none").path,
+        target=f"{PACKAGE}.main:app",
+        app_dir=None,
+        pk="int",
+    )
     for app in apps.values():
-        app.database = f"bench_{app.name.replace('-', '_')}_{CHECKOUT_TAG}"
-        app.ids_file = WORK / "ids" / f"{app.database}.txt"
+        name_database(app)
     return apps
+
+
+def name_database(app: App) -> None:
+    app.database = f"bench_{app.name.replace('-', '_')}_{CHECKOUT_TAG}"
+    app.ids_file = WORK / "ids" / f"{app.database}.txt"
+
+
+def before_app() -> App:
+    """`gen-async-int` generated from the template version of `--before-ref`: the same run measures
+    a change to the template before and after."""
+    app = App(
+        name=METRICS_BEFORE,
+        description="gen-async-int generated from --before-ref",
+        project=Project("async", "int", before=True).path,
+        target=f"{PACKAGE}.main:app",
+        app_dir=None,
+        pk="int",
+    )
+    name_database(app)
+    return app

@@ -8,9 +8,10 @@ import json
 import math
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
-from .apps import BASELINE, ROUTES, App
+from .apps import BASELINE, METRICS_BEFORE, METRICS_OFF, METRICS_ON, ROUTES, App
 from .common import COPIER, REPO, median, psql, ratio, run
 from .load import tool_versions
 from .targets import TARGETS
@@ -31,12 +32,18 @@ PACKAGES = [
     "uvloop",
     "httptools",
     "alembic",
+    "prometheus-client",
 ]
 
 
-def template_state(vcs_ref: str) -> dict[str, str]:
-    """The start time, and the template's commit and whether copier sees uncommitted changes in it."""
-    head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=30).stdout.strip()
+def commit_of(ref: str) -> str:
+    return run(["git", "-C", str(REPO), "rev-parse", "--short", ref], timeout=30).stdout.strip()
+
+
+def template_state(vcs_ref: str, before_ref: str | None = None) -> dict[str, str]:
+    """The start time, and the template's commit and whether copier sees uncommitted changes in it
+    (and the commit of `--before-ref`)."""
+    head = commit_of("HEAD")
     dirty = run(
         [
             "git",
@@ -57,7 +64,10 @@ def template_state(vcs_ref: str) -> dict[str, str]:
         template = f"commit {head} + uncommitted template changes (copier includes them)"
     else:
         template = f"commit {head}, no uncommitted template changes"
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "template": template}
+    state = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "template": template}
+    if before_ref:
+        state["before"] = f"--before-ref {before_ref}: commit {commit_of(before_ref)}"
+    return state
 
 
 def versions(python: Path, names: list[str]) -> dict[str, str]:
@@ -85,6 +95,7 @@ def machine_info(state: dict[str, str], fixed_rate: bool) -> list[tuple[str, str
     return [
         ("date (UTC)", state["date"]),
         ("template", state["template"]),
+        *([(f"template of {METRICS_BEFORE}", state["before"])] if "before" in state else []),
         ("CPU", f"{os.cpu_count()} × {cpu} (nproc {len(os.sched_getaffinity(0))})"),
         ("memory", f"{mem_kib / 1024 / 1024:.1f} GiB"),
         ("kernel", platform.release()),
@@ -165,9 +176,73 @@ def saturation_section(apps: list[App], baseline: App | None) -> list[str]:
                 f"{max(r['rps'] for r in runs):.0f} | {app.at_saturation(route, 'p50_us') / 1000:.2f} | "
                 f"{p99 / 1000:.2f} | {fmt(ratio(rps, base_rps))} | {fmt(ratio(p99, base_p99))} | "
                 f"{app.at_saturation(route, 'app_cpu'):.2f} | "
-                f"{median([1e6 * r['app_cpu'] / r['rps'] for r in runs]):.0f} | {sum(r['errors'] for r in runs)} |"
+                f"{median([per_request_cpu(r) for r in runs]):.0f} | {sum(r['errors'] for r in runs)} |"
             )
     return lines
+
+
+METRICS_COST_BOUND = 0.95
+"""Issue 23: metrics on may cost at most 5 % of req/s on GET /users/{id}."""
+
+
+def per_request_cpu(result: dict) -> float:
+    """The app's CPU µs per request in one of wrk's runs (NaN without a single answer)."""
+    return 1e6 * result["app_cpu"] / result["rps"] if result["rps"] else math.nan
+
+
+def paired(app: App, reference: App, route: str, figure: Callable[[dict], float]) -> str:
+    """The per-round ratios of a figure (the apps alternate within each round), and their median."""
+    ratios = [
+        ratio(figure(mine), figure(theirs))
+        for mine, theirs in zip(app.results[route], reference.results[route], strict=False)
+    ]
+    return f"{fmt(median(ratios))} ({', '.join(fmt(r) for r in ratios)})"
+
+
+def metrics_section(apps: list[App], args: argparse.Namespace) -> list[str]:
+    """What the metrics cost: the default app against the same app rendered with metrics off, and
+    (with --before-ref) the default app of an earlier template version against both."""
+    by_name = {app.name: app for app in apps}
+    off = by_name.get(METRICS_OFF)
+    measured = [by_name[name] for name in (METRICS_ON, METRICS_BEFORE) if name in by_name]
+    lines = ["## What the metrics cost", ""]
+    if off is None or not measured:
+        return [*lines, f"Not measured in this run: it needs `{METRICS_ON}` and `{METRICS_OFF}`."]
+    before = (
+        f"; `{METRICS_BEFORE}` is `{METRICS_ON}` generated from `--before-ref {args.before_ref}`"
+    )
+    lines += [
+        f"`{METRICS_ON}` (metrics on, the default) against `{METRICS_OFF}` (the same answers with "
+        f"`metrics=none`){before if METRICS_BEFORE in by_name else ''}. From the rounds at "
+        "saturation above: CPU µs per request first (the steadier figure), then req/s; the medians "
+        "over the rounds, their ratio, and the ratio within each round (the apps alternate, so a "
+        "round pairs runs made minutes apart). Issue 23's bound: with metrics on, at least "
+        f"{METRICS_COST_BOUND:g} × the req/s of metrics off on GET /users/{{id}}.",
+        "",
+        "| route | app | CPU µs/req | ÷ off | ÷ off, per round | req/s | ÷ off | ÷ off, per round |",
+        "|---|---|--:|--:|---|--:|--:|---|",
+    ]
+    for route, label in ROUTES.items():
+        off_cpu = median([per_request_cpu(r) for r in off.results[route]])
+        off_rps = off.at_saturation(route, "rps")
+        lines.append(f"| {label} | {off.name} | {off_cpu:.0f} | | | {off_rps:.0f} | | |")
+        for app in measured:
+            cpu = median([per_request_cpu(r) for r in app.results[route]])
+            rps = app.at_saturation(route, "rps")
+            lines.append(
+                f"| {label} | {app.name} | {cpu:.0f} | {fmt(ratio(cpu, off_cpu))} | "
+                f"{paired(app, off, route, per_request_cpu)} | {rps:.0f} | "
+                f"{fmt(ratio(rps, off_rps))} | {paired(app, off, route, lambda r: r['rps'])} |"
+            )
+    verdicts = []
+    for app in measured:
+        kept = ratio(app.at_saturation("get", "rps"), off.at_saturation("get", "rps"))
+        met = "met" if kept >= METRICS_COST_BOUND else "**not met**"
+        verdicts.append(
+            f"`{app.name}` keeps {fmt(kept)} × the req/s of metrics off "
+            f"(≥ {METRICS_COST_BOUND:g}: {met})"
+        )
+    return [*lines, "", "GET /users/{id}: " + "; ".join(verdicts) + "."]
 
 
 def fixed_rate_section(
@@ -267,6 +342,7 @@ def report(
     )
     lines += ["", *targets_section(apps)]
     lines += ["", *saturation_section(apps, baseline)]
+    lines += ["", *metrics_section(apps, args)]
     lines += ["", *fixed_rate_section(apps, baseline, rates, args)]
     lines += [
         "",

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .apps import USER_KEYS, App, project_dir
+from .apps import USER_KEYS, App, Project, project_dir
 from .common import COPIER, REPO, WORK, free_port, http, log, psql, run
 
 READY_TIMEOUT = 30.0
@@ -33,9 +33,21 @@ def generate(
     shutil.rmtree(dest, ignore_errors=True)
     answers = {"database": database, "sqlalchemy_mode": mode, "primary_key": pk}
     copier_copy(dest, vcs_ref, answers | ({"driver": driver} if driver else {}))
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    run(["uv", "sync", "--quiet"], cwd=dest, env=env, timeout=600)
+    install(dest)
     return dest
+
+
+def generate_project(project: Project, vcs_ref: str) -> None:
+    """Generate one of the benchmark's PostgreSQL projects from `vcs_ref`, and install it."""
+    log(f"generating and installing {project.path.name} (--vcs-ref {vcs_ref})")
+    shutil.rmtree(project.path, ignore_errors=True)
+    copier_copy(project.path, vcs_ref, {"database": "postgresql", **project.answers})
+    install(project.path)
+
+
+def install(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    run(["uv", "sync", "--quiet"], cwd=project, env=env, timeout=600)
 
 
 def create_database(app: App, seed_users: int) -> None:
