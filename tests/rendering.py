@@ -38,6 +38,12 @@ TRACING_COMBINATIONS: list[dict[str, str]] = [
         "primary_key": "int",
         "tracing": "opentelemetry",
     },
+    {
+        "database": "mariadb",
+        "sqlalchemy_mode": "async",
+        "primary_key": "int",
+        "tracing": "opentelemetry",
+    },
 ]
 
 
