@@ -267,6 +267,9 @@ class Database:
     clock_has_microseconds: bool
     """Whether the database's `now()` keeps microseconds; if not, the models stamp rows in Python
     (SQLite's CURRENT_TIMESTAMP has whole seconds: rows made within a second would tie)."""
+    names_primary_keys: bool
+    """Whether a primary key keeps the name it is given (`pk_users`); MariaDB calls every one
+    PRIMARY and warns at each name it ignores."""
     drivers: dict[tuple[str, str], Driver]
     """Each driver by (mode, name): the modes it serves and what it is called in answers."""
     default_drivers: dict[str, str]
@@ -423,6 +426,7 @@ DATABASES: dict[str, Database] = {
         timezone_aware=True,
         pooled=True,
         clock_has_microseconds=True,
+        names_primary_keys=True,
         drivers={
             ("async", "asyncpg"): Driver(
                 "asyncpg",
@@ -509,6 +513,7 @@ DATABASES: dict[str, Database] = {
         timezone_aware=False,
         pooled=True,
         clock_has_microseconds=True,
+        names_primary_keys=False,
         drivers={
             ("async", "asyncmy"): Driver(
                 "asyncmy",
@@ -585,6 +590,7 @@ DATABASES: dict[str, Database] = {
         timezone_aware=False,
         pooled=False,
         clock_has_microseconds=False,
+        names_primary_keys=True,
         drivers={
             ("async", "aiosqlite"): Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
             ("sync", "sqlite3"): Driver("sqlite3", "sqlite+pysqlite", ""),
