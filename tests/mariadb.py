@@ -95,10 +95,10 @@ def query(url: str, sql: str) -> str:
 
 
 @contextmanager
-def transaction_left_open(url: str, sql: str) -> Iterator[None]:
+def transaction_left_open(url: str, sql: str) -> Iterator[str]:
     """Run `sql` in a transaction (the mariadb client) that stays open, holding its locks, until
-    the block ends; the block starts once `sql` has run. Closing it is a ROLLBACK sent through the
-    client's input."""
+    the block ends; the block starts once `sql` has run, and gets the session's connection id.
+    Closing it is a ROLLBACK sent through the client's input."""
     parsed = urlsplit(url)
     holder = subprocess.Popen(
         [
@@ -119,14 +119,14 @@ def transaction_left_open(url: str, sql: str) -> Iterator[None]:
     )
     assert holder.stdin is not None
     assert holder.stdout is not None
-    holder.stdin.write(f"BEGIN;\n{sql};\nSELECT 'holding';\n")
+    holder.stdin.write(f"BEGIN;\n{sql};\nSELECT 'holding', CONNECTION_ID();\n")
     holder.stdin.flush()
-    while (line := holder.stdout.readline()) and line.strip() != "holding":
+    while (line := holder.stdout.readline()) and not line.startswith("holding\t"):
         pass
     if not line:
         raise AssertionError(f"mariadb did not run {sql!r}: {holder.communicate()[1]}")
     try:
-        yield
+        yield line.split()[1]
     finally:
         if holder.poll() is None:
             holder.communicate("ROLLBACK;\n", timeout=30)

@@ -51,12 +51,12 @@ def throwaway_database() -> Iterator[str]:
 
 
 @contextmanager
-def transaction_left_open(url: str, sql: str) -> Iterator[None]:
+def transaction_left_open(url: str, sql: str) -> Iterator[str]:
     """Run `sql` in a transaction (psql) that stays open, holding its locks, until the block ends.
 
-    The block starts once `sql` has run. psql reads its commands from a pipe: closing the
-    transaction is a ROLLBACK sent through it, so the server never keeps a lock for a client that
-    is gone.
+    The block starts once `sql` has run, and gets the session's pid. psql reads its commands from
+    a pipe: closing the transaction is a ROLLBACK sent through it, so the server never keeps a lock
+    for a client that is gone.
     """
     name = f"open-transaction-{uuid.uuid4().hex[:8]}"
     holder = subprocess.Popen(
@@ -70,15 +70,15 @@ def transaction_left_open(url: str, sql: str) -> Iterator[None]:
     assert holder.stdin is not None
     holder.stdin.write(f"BEGIN;\n{sql};\n")
     holder.stdin.flush()
-    waiting = f"SELECT 1 FROM pg_stat_activity WHERE application_name = '{name}'"
+    waiting = f"SELECT pid FROM pg_stat_activity WHERE application_name = '{name}'"
     waiting += " AND state = 'idle in transaction'"
     deadline = time.monotonic() + 30
     try:
-        while _psql(waiting, url).stdout.strip() != "1":
+        while not (pid := _psql(waiting, url).stdout.strip()):
             if holder.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"psql did not run {sql!r}: {holder.communicate()[1]}")
             time.sleep(0.05)
-        yield
+        yield pid
     finally:
         if holder.poll() is None:
             holder.communicate("ROLLBACK;\n", timeout=30)

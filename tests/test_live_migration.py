@@ -1,17 +1,18 @@
-"""Schema changes on a live PostgreSQL service (issue 22): the proof under load.
+"""Schema changes on a live service (issue 22): the proof under load, on PostgreSQL and MariaDB.
 
 The next release's migrations run while the running release serves steady reads and writes and a
 long transaction holds a lock on `users` (a report, a forgotten psql session). With the generated
 safeguards (`MIGRATION_LOCK_TIMEOUT`, retries), no request fails or waits past the service's own
 timeouts, readiness stays 200, each migration either succeeds (done the non-blocking ways the
 README shows) or gives up naming the session in its way, and every acknowledged write is kept.
-Without them (`MIGRATION_LOCK_TIMEOUT=0`), the same migration queues behind the transaction, every
-request on `users` queues behind the migration and fails at its timeout: the outage they prevent.
+Without them (no limit on a migration's wait for a lock), the same migration queues behind the
+transaction, every request on `users` queues behind the migration and fails at its timeout: the
+outage they prevent.
 
-One project per PostgreSQL combination of `COMBINATIONS`, rendered and installed once per worker;
-the checks of each form one xdist group, so a project is rendered once in the whole run. Failures
-are counted, not latencies measured: the one bound on time is the service's `LOCK_TIMEOUT`, five
-times what a migration waits for a lock.
+One project per PostgreSQL and MariaDB combination of `COMBINATIONS`, rendered and installed once
+per worker; the checks of each form one xdist group, so a project is rendered once in the whole
+run. Failures are counted, not latencies measured: the one bound on time is the service's
+`LOCK_TIMEOUT`, five times what a migration waits for a lock.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from _pytest.mark.structures import ParameterSet
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.clients import call
 from tests.pgcluster import psql
 from tests.rendering import COMBINATIONS, combination_id, install_runtime, render, run
@@ -46,10 +47,8 @@ MIGRATION_LOCK_TIMEOUT = "1"
 MIGRATION_RETRIES = "1"
 PAUSE = 0.02
 """Seconds each client waits between its requests: steady load, not a benchmark."""
-KEY_TYPES = {"uuid": "sa.Uuid()", "int": "sa.BigInteger()"}
-
 INDEX_AND_FOREIGN_KEY = "1ive00000001"
-INDEX_AND_FOREIGN_KEY_REVISION = '''"""Index users by name; posts get an editor (non-blocking)."""
+POSTGRESQL_INDEX_AND_FOREIGN_KEY = '''"""Index users by name; posts get an editor (non-blocking)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -77,8 +76,8 @@ def upgrade() -> None:
         )
         op.execute("ALTER TABLE posts VALIDATE CONSTRAINT fk_posts_editor_id_users")
 '''
-COLUMN_AND_CHECK = "1ive00000002"
-COLUMN_AND_CHECK_REVISION = '''"""Users get a nickname, and a check on names."""
+COLUMN = "1ive00000002"
+POSTGRESQL_COLUMN_AND_CHECK = '''"""Users get a nickname, and a check on names."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -98,16 +97,136 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_users_name_not_blank")
 '''
+MARIADB_INDEX_AND_FOREIGN_KEY = '''"""Posts get an editor, indexed, with a foreign key (online)."""
+
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down_revision}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Each statement names its algorithm, so that MariaDB refuses it rather than copy the table
+    # under a write lock. Only posts' definition is locked, for an instant.
+    op.execute("ALTER TABLE posts ADD COLUMN editor_id {key_type} NULL, ALGORITHM=INSTANT")
+    op.execute("CREATE INDEX ix_posts_editor_id ON posts (editor_id) ALGORITHM=INPLACE LOCK=NONE")
+    # Checked against existing rows, a foreign key would copy posts; every editor_id is NULL.
+    op.execute("SET SESSION foreign_key_checks = 0")
+    op.execute(
+        "ALTER TABLE posts ADD CONSTRAINT fk_posts_editor_id_users FOREIGN KEY (editor_id)"
+        " REFERENCES users (id), ALGORITHM=INPLACE, LOCK=NONE"
+    )
+    op.execute("SET SESSION foreign_key_checks = 1")
+'''
+MARIADB_COLUMN = '''"""Users get a nickname."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down_revision}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # ALGORITHM=INSTANT, but first users' definition to itself: it waits for any transaction
+    # that read users.
+    op.add_column("users", sa.Column("nickname", sa.String(100), nullable=True))
+'''
+
+
+@dataclass(frozen=True)
+class Database:
+    """What the checks need of one database server: its revisions of each kind, and how to see
+    what they did and who they waited for."""
+
+    require_server: Callable[[], None]
+    throwaway_database: Callable[[], AbstractContextManager[str]]
+    transaction_left_open: Callable[[str, str], AbstractContextManager[str]]
+    """Holds a transaction open on the database at a URL; gives the session's id."""
+    query: Callable[[str, str], str]
+    key_types: dict[str, str]
+    """The type of the primary keys, per key answer, as the revisions write it."""
+    index_and_foreign_key: str
+    column: str
+    blocker_named: str
+    """How the give-up message names the blocking session, `{}` its id."""
+    schema: str
+    """A query of what the two revisions made; `migrated` is its answer after both."""
+    migrated: str
+    no_lock_limit: str
+    """`MIGRATION_LOCK_TIMEOUT` with no safeguard: a migration waits as long as it takes."""
+    alter_waiting: str
+    """A query: 1 while the column's `ALTER TABLE users` waits for its lock."""
+
+
+DATABASES = {
+    "postgresql": Database(
+        require_server=postgres.require_server,
+        throwaway_database=postgres.throwaway_database,
+        transaction_left_open=postgres.transaction_left_open,
+        query=psql,
+        key_types={"uuid": "sa.Uuid()", "int": "sa.BigInteger()"},
+        index_and_foreign_key=POSTGRESQL_INDEX_AND_FOREIGN_KEY,
+        column=POSTGRESQL_COLUMN_AND_CHECK,
+        blocker_named="pid {} ",
+        schema=(
+            "SELECT (SELECT indisvalid FROM pg_index"
+            "  WHERE indexrelid = 'ix_users_name'::regclass),"
+            " (SELECT bool_and(convalidated) FROM pg_constraint WHERE conname IN"
+            "  ('fk_posts_editor_id_users', 'ck_users_name_not_blank')),"
+            " (SELECT count(*) FROM information_schema.columns"
+            "  WHERE table_name = 'users' AND column_name = 'nickname'),"
+            " (SELECT version_num FROM alembic_version)"
+        ),
+        migrated=f"t|t|1|{COLUMN}",
+        no_lock_limit="0",
+        alter_waiting=(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE users%'"
+        ),
+    ),
+    "mariadb": Database(
+        require_server=mariadb.require_server,
+        throwaway_database=mariadb.throwaway_database,
+        transaction_left_open=mariadb.transaction_left_open,
+        query=mariadb.query,
+        key_types={"uuid": "UUID", "int": "BIGINT"},
+        index_and_foreign_key=MARIADB_INDEX_AND_FOREIGN_KEY,
+        column=MARIADB_COLUMN,
+        blocker_named="connection {} ",
+        schema=(
+            "SELECT (SELECT count(*) FROM information_schema.statistics"
+            "  WHERE table_schema = DATABASE() AND index_name = 'ix_posts_editor_id'),"
+            " (SELECT count(*) FROM information_schema.referential_constraints"
+            "  WHERE constraint_schema = DATABASE()"
+            "  AND constraint_name = 'fk_posts_editor_id_users'),"
+            " (SELECT count(*) FROM information_schema.columns WHERE table_schema = DATABASE()"
+            "  AND table_name = 'users' AND column_name = 'nickname'),"
+            " (SELECT version_num FROM alembic_version)"
+        ),
+        migrated=f"1\t1\t1\t{COLUMN}",
+        no_lock_limit="3600",
+        alter_waiting=(
+            "SELECT count(*) FROM information_schema.processlist"
+            " WHERE state = 'Waiting for table metadata lock' AND info LIKE 'ALTER TABLE users%'"
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Project:
     path: Path
+    database: Database
     key_type: str
-    """The SQLAlchemy type of its primary keys, as a revision writes it."""
+    """The type of its primary keys, as a revision writes it."""
 
 
-def on_each_postgresql_combination() -> list[ParameterSet]:
+def on_each_combination_with_a_server() -> list[ParameterSet]:
     return [
         pytest.param(
             answers,
@@ -115,7 +234,7 @@ def on_each_postgresql_combination() -> list[ParameterSet]:
             marks=pytest.mark.xdist_group(f"live-migration-{combination_id(answers)}"),
         )
         for answers in COMBINATIONS
-        if answers["database"] == "postgresql"
+        if answers["database"] in DATABASES
     ]
 
 
@@ -129,7 +248,8 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, st
         if name not in rendered:
             destination = tmp_path_factory.mktemp(name) / "my-service"
             path = install_runtime(render(destination, tasks=False, **answers))
-            rendered[name] = Project(path, KEY_TYPES[answers["primary_key"]])
+            database = DATABASES[answers["database"]]
+            rendered[name] = Project(path, database, database.key_types[answers["primary_key"]])
         return rendered[name]
 
     return project
@@ -139,8 +259,8 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, st
 def project(
     request: pytest.FixtureRequest, projects: Callable[[dict[str, str]], Project]
 ) -> Project:
-    postgres.require_server()
     answers: dict[str, str] = request.param
+    DATABASES[answers["database"]].require_server()
     return projects(answers)
 
 
@@ -158,8 +278,8 @@ def next_release(project: Project, folder: Path) -> Path:
     found = re.search(r'^revision(?:: str)? = "(\w+)"', first.read_text(), re.MULTILINE)
     assert found, first
     for down_revision, revision, text in (
-        (found[1], INDEX_AND_FOREIGN_KEY, INDEX_AND_FOREIGN_KEY_REVISION),
-        (INDEX_AND_FOREIGN_KEY, COLUMN_AND_CHECK, COLUMN_AND_CHECK_REVISION),
+        (found[1], INDEX_AND_FOREIGN_KEY, project.database.index_and_foreign_key),
+        (INDEX_AND_FOREIGN_KEY, COLUMN, project.database.column),
     ):
         (versions / f"{revision}.py").write_text(
             text.format(revision=revision, down_revision=down_revision, key_type=project.key_type)
@@ -273,25 +393,17 @@ def steady_load(server: Server) -> Iterator[Load]:
             thread.join(timeout=120)
 
 
-def open_transaction_pid(url: str) -> str:
-    """The pid of `postgres.transaction_left_open`'s session on `url`'s database."""
-    return psql(
-        url,
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        " AND application_name LIKE 'open-transaction-%'",
-    ).strip()
+def stored(project: Project, url: str, table: str) -> set[str]:
+    return set(project.database.query(url, f"SELECT id FROM {table}").split())
 
 
-def stored(url: str, table: str) -> set[str]:
-    return set(psql(url, f"SELECT id FROM {table}").split())
-
-
-@pytest.mark.parametrize("project", on_each_postgresql_combination(), indirect=True)
+@pytest.mark.parametrize("project", on_each_combination_with_a_server(), indirect=True)
 def test_migrations_behind_a_long_transaction_fail_no_request_of_a_loaded_service(
     project: Project, tmp_path: Path
 ) -> None:
     config = next_release(project, tmp_path)
-    with postgres.throwaway_database() as url:
+    database = project.database
+    with database.throwaway_database() as url:
         env = {
             "DATABASE_URL": url,
             "MIGRATION_LOCK_TIMEOUT": MIGRATION_LOCK_TIMEOUT,
@@ -300,30 +412,21 @@ def test_migrations_behind_a_long_transaction_fail_no_request_of_a_loaded_servic
         run(venv_program(project.path, "alembic"), "upgrade", "head", cwd=project.path, env=env)
         with production_server(project.path, {"DATABASE_URL": url}) as server:
             with steady_load(server) as load:
-                with postgres.transaction_left_open(url, "SELECT count(*) FROM users"):
-                    blocker = open_transaction_pid(url)
+                report = database.transaction_left_open(url, "SELECT count(*) FROM users")
+                with report as blocker:
                     # Index, foreign key and validation take no lock the reader of users holds.
                     indexed = alembic(project, config, env, "upgrade", INDEX_AND_FOREIGN_KEY)
                     # A new column needs the table to itself, for an instant it never gets.
-                    gave_up = alembic(project, config, env, "upgrade", COLUMN_AND_CHECK)
+                    gave_up = alembic(project, config, env, "upgrade", COLUMN)
                 # The transaction over, the same migration runs again, and through.
                 migrated = alembic(project, config, env, "upgrade", "head")
-            users, posts = stored(url, "users"), stored(url, "posts")
-            schema = psql(
-                url,
-                "SELECT (SELECT indisvalid FROM pg_index"
-                "  WHERE indexrelid = 'ix_users_name'::regclass),"
-                " (SELECT bool_and(convalidated) FROM pg_constraint WHERE conname IN"
-                "  ('fk_posts_editor_id_users', 'ck_users_name_not_blank')),"
-                " (SELECT count(*) FROM information_schema.columns"
-                "  WHERE table_name = 'users' AND column_name = 'nickname'),"
-                " (SELECT version_num FROM alembic_version)",
-            ).strip()
+            users, posts = stored(project, url, "users"), stored(project, url, "posts")
+            schema = database.query(url, database.schema).strip()
 
     assert indexed.returncode == 0, indexed.stderr
     assert gave_up.returncode == 1, gave_up.stderr
     assert "Migrations gave up" in gave_up.stderr, gave_up.stderr
-    assert f"pid {blocker} " in gave_up.stderr, gave_up.stderr
+    assert database.blocker_named.format(blocker) in gave_up.stderr, gave_up.stderr
     assert migrated.returncode == 0, migrated.stderr
     assert load.failures == [], f"{len(load.failures)} failed: {load.failures[:10]}"
     assert load.slowest < SERVICE_LOCK_TIMEOUT, f"a request took {load.slowest:.1f} s"
@@ -331,26 +434,27 @@ def test_migrations_behind_a_long_transaction_fail_no_request_of_a_loaded_servic
     assert len(kinds) == 6, f"every kind of request was served: {dict(load.answers)}"
     assert load.users <= users, f"{len(load.users - users)} acknowledged users are missing"
     assert load.posts <= posts, f"{len(load.posts - posts)} acknowledged posts are missing"
-    assert schema == f"t|t|1|{COLUMN_AND_CHECK}"
+    assert schema == database.migrated
 
 
-@pytest.mark.parametrize("project", on_each_postgresql_combination(), indirect=True)
+@pytest.mark.parametrize("project", on_each_combination_with_a_server(), indirect=True)
 def test_without_the_safeguards_the_same_migration_makes_requests_fail_at_their_timeout(
     project: Project, tmp_path: Path
 ) -> None:
-    """The counter-proof: with `MIGRATION_LOCK_TIMEOUT=0` (no limit), the column's migration waits
+    """The counter-proof: with no limit on `MIGRATION_LOCK_TIMEOUT`, the column's migration waits
     behind the transaction, and every request on users waits behind it, until its own timeout."""
     config = next_release(project, tmp_path)
-    with postgres.throwaway_database() as url:
-        env = {"DATABASE_URL": url, "MIGRATION_LOCK_TIMEOUT": "0"}
+    database = project.database
+    with database.throwaway_database() as url:
+        env = {"DATABASE_URL": url, "MIGRATION_LOCK_TIMEOUT": database.no_lock_limit}
         run(venv_program(project.path, "alembic"), "upgrade", "head", cwd=project.path, env=env)
         with (
             production_server(project.path, {"DATABASE_URL": url}) as server,
             steady_load(server) as load,
         ):
             indexed = alembic(project, config, env, "upgrade", INDEX_AND_FOREIGN_KEY)
-            with postgres.transaction_left_open(url, "SELECT count(*) FROM users"):
-                upgrade = ("-c", str(config), "upgrade", COLUMN_AND_CHECK)
+            with database.transaction_left_open(url, "SELECT count(*) FROM users"):
+                upgrade = ("-c", str(config), "upgrade", COLUMN)
                 migrator = subprocess.Popen(
                     (venv_program(project.path, "alembic"), *upgrade),
                     cwd=project.path,
@@ -359,11 +463,8 @@ def test_without_the_safeguards_the_same_migration_makes_requests_fail_at_their_
                     stderr=subprocess.STDOUT,
                     text=True,
                 )
-                waiting = (
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE users%'"
-                )
-                poll_until(lambda: psql(url, waiting).strip() == "1", 60, "ALTER to wait")
+                waiting = database.alter_waiting
+                poll_until(lambda: database.query(url, waiting).strip() == "1", 60, "ALTER to wait")
                 # Requests queue behind the waiting ALTER for longer than they may wait.
                 time.sleep(SERVICE_LOCK_TIMEOUT + 3)
             output = migrator.communicate(timeout=120)[0]
