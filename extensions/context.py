@@ -384,6 +384,8 @@ class PrimaryKey:
     path_type: str
     """The annotation of an `{id}` path parameter."""
     migration_type: str
+    server_type: str
+    """The column's type as PostgreSQL's and MariaDB's DDL write it, for a revision's raw SQL."""
     example: str
     """A well-formed id that matches no row, as a Python expression."""
     malformed: str
@@ -669,6 +671,7 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         column_args="default=uuid.uuid4",
         path_type="uuid.UUID",
         migration_type="sa.Uuid()",
+        server_type="UUID",
         example="uuid.UUID(int=1)",
         malformed="not-a-uuid",
         spelling="(?i)[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
@@ -688,6 +691,7 @@ PRIMARY_KEYS: dict[str, PrimaryKey] = {
         path_type="IntId",
         # Portable: SQLite's INTEGER PRIMARY KEY is its 64-bit rowid; a BIGINT key would not be.
         migration_type='sa.BigInteger().with_variant(sa.Integer(), "sqlite")',
+        server_type="BIGINT",
         example="9_223_372_036_854_775_807",
         malformed="not-a-number",
         spelling="[1-9][0-9]*",
