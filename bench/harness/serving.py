@@ -1,4 +1,5 @@
-"""Generates and installs the projects, makes each app's database, and serves an app under uvicorn."""
+"""Generates and installs the projects, makes each app's database (PostgreSQL or MariaDB), and
+serves an app under uvicorn."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from .apps import USER_KEYS, App, Project, project_dir
-from .common import COPIER, REPO, WORK, free_port, http, log, psql, run
+from .common import COPIER, REPO, WORK, free_port, http, log, mariadb, psql, run
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -38,10 +39,10 @@ def generate(
 
 
 def generate_project(project: Project, vcs_ref: str) -> None:
-    """Generate one of the benchmark's PostgreSQL projects from `vcs_ref`, and install it."""
+    """Generate one of the benchmark's projects from `vcs_ref`, and install it."""
     log(f"generating and installing {project.path.name} (--vcs-ref {vcs_ref})")
     shutil.rmtree(project.path, ignore_errors=True)
-    copier_copy(project.path, vcs_ref, {"database": "postgresql", **project.answers})
+    copier_copy(project.path, vcs_ref, project.answers)
     install(project.path)
 
 
@@ -52,8 +53,11 @@ def install(project: Path) -> None:
 
 def create_database(app: App, seed_users: int) -> None:
     """A fresh database for the app, migrated by its project's Alembic and seeded with users."""
-    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{app.database}"')
+    drop_database(app)
+    if app.backend == "mariadb":
+        mariadb(f"CREATE DATABASE `{app.database}`")
+    else:
+        psql(f'CREATE DATABASE "{app.database}"')
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["DATABASE_URL"] = app.url
     run(
@@ -62,9 +66,19 @@ def create_database(app: App, seed_users: int) -> None:
         env=env,
         timeout=120,
     )
+    # The same users in every database: seed-1 .. seed-N, one second apart.
+    if app.backend == "mariadb":
+        seed_mariadb(app, seed_users)
+    else:
+        seed_postgresql(app, seed_users)
+    ids = query(app, "SELECT id FROM users ORDER BY created_at, id").splitlines()
+    app.ids_file.parent.mkdir(parents=True, exist_ok=True)
+    app.ids_file.write_text("\n".join(ids) + "\n")
+
+
+def seed_postgresql(app: App, seed_users: int) -> None:
     id_column = "id, " if app.pk == "uuid" else ""
     id_value = "gen_random_uuid(), " if app.pk == "uuid" else ""
-    # The same users in every database: seed-1 .. seed-N, one second apart.
     psql(
         f"INSERT INTO users ({id_column}email, name, created_at, updated_at) "
         f"SELECT {id_value}format('seed-%s@example.org', g), format('Seed User %s', g), "
@@ -74,19 +88,37 @@ def create_database(app: App, seed_users: int) -> None:
         app.database,
     )
     psql("VACUUM ANALYZE users", app.database)
-    ids = psql("SELECT id FROM users ORDER BY created_at, id", app.database).splitlines()
-    app.ids_file.parent.mkdir(parents=True, exist_ok=True)
-    app.ids_file.write_text("\n".join(ids) + "\n")
+
+
+def seed_mariadb(app: App, seed_users: int) -> None:
+    # seq_1_to_N: MariaDB's Sequence engine; the DATETIME columns hold naive UTC.
+    mariadb(
+        "INSERT INTO users (email, name, created_at, updated_at) "
+        "SELECT CONCAT('seed-', seq, '@example.org'), CONCAT('Seed User ', seq), "
+        "TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
+        "TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND "
+        f"FROM seq_1_to_{seed_users}",
+        app.database,
+    )
+    mariadb("ANALYZE TABLE users", app.database)
+
+
+def query(app: App, sql: str) -> str:
+    """Run SQL in the app's database, on its server."""
+    return mariadb(sql, app.database) if app.backend == "mariadb" else psql(sql, app.database)
 
 
 def reset_table(app: App) -> None:
     """Remove the users POST created, so every run reads the same table."""
-    psql("DELETE FROM users WHERE email NOT LIKE 'seed-%'", app.database)
-    psql("VACUUM ANALYZE users", app.database)
+    query(app, "DELETE FROM users WHERE email NOT LIKE 'seed-%'")
+    query(app, "ANALYZE TABLE users" if app.backend == "mariadb" else "VACUUM ANALYZE users")
 
 
 def drop_database(app: App) -> None:
-    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
+    if app.backend == "mariadb":
+        mariadb(f"DROP DATABASE IF EXISTS `{app.database}`")
+    else:
+        psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
 
 
 class Server:
