@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the services the template generates against hand-written reference apps.
 
-    python3 bench/run.py            # the full run (about 30 minutes), writes bench/RESULTS.md
+    python3 bench/run.py            # the full run (about 45 minutes), writes bench/RESULTS.md
     python3 bench/run.py --quick    # a smoke run of the same steps (about 2 minutes), writes bench/.work/
     python3 bench/run.py --profile  # py-spy profiles of GET /users/{id} and GET /users, writes bench/PROFILE.md
 
@@ -21,13 +21,21 @@ import sys
 import time
 from pathlib import Path
 
-from harness.apps import BASELINES, METRICS_BEFORE, PROJECTS, all_apps, before_app
+from harness.apps import (
+    BASELINES,
+    GRANIAN_APP,
+    METRICS_BEFORE,
+    PROJECTS,
+    all_apps,
+    before_app,
+    project_dir,
+)
 from harness.benchmark import fixed_rate_rounds, fixed_rates, saturation_rounds
 from harness.common import BENCH, COPIER, WORK, log, mariadb_ready, psql
 from harness.load import ensure_loadtest
 from harness.profiling import profile
 from harness.report import report, template_state
-from harness.serving import create_database, drop_database, generate_project
+from harness.serving import create_database, drop_database, generate_project, install_granian
 from harness.timing import time_copier, time_matrix
 
 
@@ -196,6 +204,8 @@ def main() -> None:
     for project in PROJECTS:
         if any(app.project == project.path for app in apps):
             generate_project(project, args.before_ref if project.before else args.vcs_ref)
+    if GRANIAN_APP in args.app_names:
+        install_granian(project_dir("async", "int"))
     try:
         for app in apps:
             log(f"database {app.database}: migrate and seed {args.seed_users} users")

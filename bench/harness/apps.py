@@ -31,6 +31,10 @@ METRICS_ON, METRICS_OFF, METRICS_BEFORE = (
 )
 """The apps that show what the metrics cost: the default async int-key app (metrics on), the same
 rendered with `metrics=none`, and, with `--before-ref`, the same rendered from an earlier version."""
+GRANIAN_APP = "gen-async-int-granian"
+"""`gen-async-int` served by Granian instead of uvicorn (issue 24)."""
+GRANIAN_VENV = WORK / "granian"
+"""Granian's virtualenv: the async-int project's locked dependencies, the project, and Granian."""
 BASELINE = "raw"
 """The app every ratio of the PostgreSQL apps is taken against (the targets' too), and whose
 throughput sets their fixed rate."""
@@ -53,6 +57,8 @@ class App:
     pk: str
     backend: str = "postgresql"
     """The database server: "postgresql" or "mariadb"."""
+    server: str = "uvicorn"
+    """The HTTP server: "uvicorn" (from the project's .venv) or "granian" (from a venv of its own)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment of the server (the generated settings read POOL_SIZE, POOL_PRE_PING, ...)."""
     answers_conflict: bool = True
@@ -80,6 +86,12 @@ class App:
         if self.backend == "mariadb":
             return mariadb_url(self.database)
         return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
+
+    @property
+    def python(self) -> Path:
+        """The Python that serves the app."""
+        venv = GRANIAN_VENV if self.server == "granian" else self.project / ".venv"
+        return venv / "bin" / "python"
 
     @property
     def baseline(self) -> str:
@@ -202,6 +214,15 @@ def all_apps() -> dict[str, App]:
         app_dir=None,
         pk="int",
         env={"POOL_PRE_PING": "false"},
+    )
+    apps[GRANIAN_APP] = App(
+        name=GRANIAN_APP,
+        description="gen-async-int served by Granian (1 worker, uvloop, HTTP/1)",
+        project=project_dir("async", "int"),
+        target=f"{PACKAGE}.main:app",
+        app_dir=None,
+        pk="int",
+        server="granian",
     )
     apps[METRICS_OFF] = App(
         name=METRICS_OFF,

@@ -11,7 +11,7 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from .apps import BASELINES, METRICS_BEFORE, METRICS_OFF, METRICS_ON, ROUTES, App
+from .apps import BASELINES, GRANIAN_APP, METRICS_BEFORE, METRICS_OFF, METRICS_ON, ROUTES, App
 from .common import COPIER, REPO, mariadb, median, psql, ratio, run
 from .load import tool_versions
 from .targets import TARGETS
@@ -31,6 +31,7 @@ PACKAGES = [
     "pymysql",
     "greenlet",
     "uvicorn",
+    "granian",
     "uvloop",
     "httptools",
     "alembic",
@@ -339,8 +340,8 @@ def report(
         for key, value in machine_info(state, bool(rates), {app.backend for app in apps})
     ]
     found: dict[str, str] = {}
-    for project in sorted({app.project for app in apps}):
-        found.update(versions(project / ".venv" / "bin" / "python", PACKAGES))
+    for python in sorted({app.python for app in apps}):
+        found.update(versions(python, PACKAGES))
     lines.append(f"| Python (apps) | {found.pop('python')} |")
     lines.append("| packages (apps) | " + ", ".join(f"{k} {v}" for k, v in found.items()) + " |")
     lines.append(
@@ -359,8 +360,14 @@ def report(
         f"| data | {args.seed_users} users per database; POST's rows deleted after each run |"
     )
     lines.append(
-        "| server | uvicorn, 1 worker, `--no-access-log --log-level warning`, on the same "
-        "machine as the database servers and the load generators |"
+        "| server | uvicorn, 1 worker, `--no-access-log --log-level warning`"
+        + (
+            f"; `{GRANIAN_APP}`: Granian, 1 worker, `--interface asgi --loop uvloop --http 1 "
+            "--no-access-log --log-level warning`"
+            if any(app.server == "granian" for app in apps)
+            else ""
+        )
+        + "; on the same machine as the database servers and the load generators |"
     )
     busy = sum(app.busy_starts for app in apps)
     starts = args.rounds * (len(apps) + sum(app.baseline in rates for app in apps))

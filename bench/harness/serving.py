@@ -1,5 +1,5 @@
 """Generates and installs the projects, makes each app's database (PostgreSQL or MariaDB), and
-serves an app under uvicorn."""
+serves an app under uvicorn or Granian."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from .apps import USER_KEYS, App, Project, project_dir
+from .apps import GRANIAN_VENV, USER_KEYS, App, Project, project_dir
 from .common import COPIER, REPO, WORK, free_port, http, log, mariadb, psql, run
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+GRANIAN = "granian[uvloop]==2.8.9"
+"""The Granian of the apps served by it: the latest 2.x on PyPI when it joined the benchmark."""
 
 
 def copier_copy(dest: Path, vcs_ref: str, answers: dict[str, str]) -> None:
@@ -49,6 +51,47 @@ def generate_project(project: Project, vcs_ref: str) -> None:
 def install(project: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     run(["uv", "sync", "--quiet"], cwd=project, env=env, timeout=600)
+
+
+def install_granian(project: Path) -> None:
+    """A virtualenv of Granian's own: the project's locked dependencies, the project, and Granian,
+    which the project's lock does not have."""
+    log(f"installing {GRANIAN} with {project.name}'s locked dependencies into {GRANIAN_VENV}")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    python = str(project / ".venv" / "bin" / "python")
+    requirements = GRANIAN_VENV / "requirements.txt"
+    run(
+        ["uv", "venv", "--quiet", "--clear", "--python", python, str(GRANIAN_VENV)],
+        env=env,
+        timeout=120,
+    )
+    run(
+        [
+            "uv",
+            "export",
+            "--quiet",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--output-file",
+            str(requirements),
+        ],
+        cwd=project,
+        env=env,
+        timeout=120,
+    )
+    venv_python = ["--python", str(GRANIAN_VENV / "bin" / "python")]
+    run(
+        ["uv", "pip", "install", "--quiet", *venv_python, "-r", str(requirements), GRANIAN],
+        env=env,
+        timeout=600,
+    )
+    run(
+        ["uv", "pip", "install", "--quiet", *venv_python, "--no-deps", "--editable", str(project)],
+        env=env,
+        timeout=120,
+    )
 
 
 def create_database(app: App, seed_users: int) -> None:
@@ -122,7 +165,9 @@ def drop_database(app: App) -> None:
 
 
 class Server:
-    """One uvicorn process (one worker, no access log) on a free loopback port."""
+    """One server (uvicorn, or Granian with its main and one worker process; one worker, no access
+    log) on a free loopback port. `pid` is the process that runs the app, the one measured: uvicorn's
+    own, or Granian's worker once the server is ready."""
 
     def __init__(self, app: App, label: str) -> None:
         self.app = app
@@ -131,21 +176,7 @@ class Server:
         log_path = WORK / "logs" / f"{app.name}-{label}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        cmd = [
-            str(app.project / ".venv" / "bin" / "python"),
-            "-m",
-            "uvicorn",
-            app.target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        if app.app_dir:
-            cmd += ["--app-dir", str(app.app_dir)]
+        cmd = self.granian_command() if app.server == "granian" else self.uvicorn_command()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         env.update(app.env, DATABASE_URL=app.url)
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
@@ -154,6 +185,60 @@ class Server:
         )
         self.pid = self.proc.pid
 
+    def uvicorn_command(self) -> list[str]:
+        cmd = [
+            str(self.app.python),
+            "-m",
+            "uvicorn",
+            self.app.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return cmd + (["--app-dir", str(self.app.app_dir)] if self.app.app_dir else [])
+
+    def granian_command(self) -> list[str]:
+        cmd = [
+            str(GRANIAN_VENV / "bin" / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        if self.app.app_dir:
+            cmd += ["--working-dir", str(self.app.app_dir)]
+        return [*cmd, self.app.target]
+
+    def worker_pid(self) -> int:
+        """The process that runs the app: Granian's main process only starts and watches its
+        worker (one, here); uvicorn with one worker runs the app itself."""
+        if self.app.server != "granian":
+            return self.proc.pid
+        children = [
+            int(pid)
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        if len(children) != 1:
+            self.stop()
+            raise SystemExit(f"{self.app.name}: expected one Granian worker, found {children}")
+        return children[0]
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -161,6 +246,7 @@ class Server:
                 break
             try:
                 if http("GET", self.base + "/users?limit=1")[0] == 200:
+                    self.pid = self.worker_pid()
                     return
             except OSError:
                 pass
