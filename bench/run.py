@@ -2,7 +2,7 @@
 """Benchmark the services the template generates against hand-written reference apps.
 
     python3 bench/run.py            # the full run (about 45 minutes), writes bench/RESULTS.md
-    python3 bench/run.py --quick    # a smoke run of the same steps (about 2 minutes), writes bench/.work/
+    python3 bench/run.py --quick    # a smoke run of the same steps (about 8 minutes), writes bench/.work/
     python3 bench/run.py --profile  # py-spy profiles of GET /users/{id} and GET /users, writes bench/PROFILE.md
 
 See bench/README.md for what is measured and how to read it; bench/harness/ does the work, one module
