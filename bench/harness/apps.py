@@ -52,7 +52,7 @@ class App:
     project: Path
     """The generated project whose .venv runs the app (and whose migrations made its schema)."""
     target: str
-    """What uvicorn imports."""
+    """What the server (uvicorn, Granian) imports."""
     app_dir: Path | None
     pk: str
     backend: str = "postgresql"
