@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark the services the template generates against three hand-written reference apps.
+"""Benchmark the services the template generates against hand-written reference apps.
 
-    python3 bench/run.py            # the full run (about 30 minutes), writes bench/RESULTS.md
-    python3 bench/run.py --quick    # a smoke run of the same steps (about 2 minutes), writes bench/.work/
+    python3 bench/run.py            # the full run (about 45 minutes), writes bench/RESULTS.md
+    python3 bench/run.py --quick    # a smoke run of the same steps (about 8 minutes), writes bench/.work/
     python3 bench/run.py --profile  # py-spy profiles of GET /users/{id} and GET /users, writes bench/PROFILE.md
 
 See bench/README.md for what is measured and how to read it; bench/harness/ does the work, one module
 per job. Standard library only; needs copier in the repository's .venv, uv, wrk, Node.js with npm,
-psql and a PostgreSQL server on 127.0.0.1:5432 (user postgres, trust authentication). Every server it
-starts listens on 127.0.0.1 and is stopped before it exits.
+psql and a PostgreSQL server on 127.0.0.1:5432 (user postgres, trust authentication), and for the
+MariaDB apps the mariadb client and a MariaDB server on 127.0.0.1:3306 (the tests' account, see
+tests/mariadb.py). Every server it starts listens on 127.0.0.1 and is stopped before it exits.
 """
 
 from __future__ import annotations
@@ -20,27 +21,44 @@ import sys
 import time
 from pathlib import Path
 
-from harness.apps import BASELINE, METRICS_BEFORE, PROJECTS, all_apps, before_app
+from harness.apps import (
+    BASELINES,
+    GRANIAN_APP,
+    METRICS_BEFORE,
+    PROJECTS,
+    all_apps,
+    before_app,
+    project_dir,
+)
 from harness.benchmark import fixed_rate_rounds, fixed_rates, saturation_rounds
-from harness.common import BENCH, COPIER, WORK, log, psql
+from harness.common import BENCH, COPIER, WORK, log, mariadb_ready, psql
 from harness.load import ensure_loadtest
 from harness.profiling import profile
 from harness.report import report, template_state
-from harness.serving import create_database, drop_database, generate_project
+from harness.serving import create_database, drop_database, generate_project, install_granian
 from harness.timing import time_copier, time_matrix
 
 
-def preflight(fixed_rate: bool) -> None:
-    tools = ["wrk", "uv", "psql", *(["node", "npm"] if fixed_rate else [])]
+def preflight(fixed_rate: bool, backends: set[str]) -> None:
+    tools = [
+        "wrk",
+        "uv",
+        "psql",
+        *(["mariadb"] if "mariadb" in backends else []),
+        *(["node", "npm"] if fixed_rate else []),
+    ]
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if not COPIER.exists():
         missing.append(str(COPIER))
     if missing:
         raise SystemExit(
             f"missing: {', '.join(missing)} (wrk: `apt-get install -y wrk`; node, npm: "
-            "`apt-get install -y nodejs npm`; copier: the repository's .venv)"
+            "`apt-get install -y nodejs npm`; mariadb: `apt-get install -y mariadb-client`; "
+            "copier: the repository's .venv)"
         )
     psql("SELECT 1")
+    if "mariadb" in backends:
+        mariadb_ready()
     if fixed_rate:
         ensure_loadtest()
 
@@ -84,8 +102,9 @@ def parse_args() -> argparse.Namespace:
         "--fixed-rate-share",
         type=float,
         default=0.2,
-        help=f"after the load at saturation, load every app at this share of {BASELINE}'s "
-        "median req/s per route with loadtest (default 0.2, a rate every app sustains; 0 turns "
+        help="after the load at saturation, load every app at this share of its database "
+        f"server's reference app's median req/s per route ({BASELINES['postgresql']}, "
+        f"{BASELINES['mariadb']}) with loadtest (default 0.2, a rate every app sustains; 0 turns "
         "the fixed-rate rounds off)",
     )
     parser.add_argument("--seed-users", type=int, default=1000)
@@ -166,11 +185,15 @@ def main() -> None:
     args = parse_args()
     command = "python3 bench/run.py" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:]))
     started = time.monotonic()
-    fixed_rate = not args.profile and args.fixed_rate_share > 0 and BASELINE in args.app_names
-    preflight(fixed_rate)
+    apps = [(all_apps() | {METRICS_BEFORE: before_app()})[name] for name in args.app_names]
+    fixed_rate = (
+        not args.profile
+        and args.fixed_rate_share > 0
+        and any(name in BASELINES.values() for name in args.app_names)
+    )
+    preflight(fixed_rate, {app.backend for app in apps})
     state = template_state(args.vcs_ref, args.before_ref)
     WORK.mkdir(exist_ok=True)
-    apps = [(all_apps() | {METRICS_BEFORE: before_app()})[name] for name in args.app_names]
 
     copier_times: list[float] = []
     if args.copier_reps:
@@ -181,6 +204,8 @@ def main() -> None:
     for project in PROJECTS:
         if any(app.project == project.path for app in apps):
             generate_project(project, args.before_ref if project.before else args.vcs_ref)
+    if GRANIAN_APP in args.app_names:
+        install_granian(project_dir("async", "int"))
     try:
         for app in apps:
             log(f"database {app.database}: migrate and seed {args.seed_users} users")
@@ -190,8 +215,11 @@ def main() -> None:
         else:
             saturation_rounds(apps, args)
             rates = fixed_rates(apps, args.fixed_rate_share) if fixed_rate else {}
-            if rates:
-                log("fixed rates (req/s): " + ", ".join(f"{r} {n}" for r, n in rates.items()))
+            for baseline, baseline_rates in rates.items():
+                log(
+                    f"fixed rates from {baseline} (req/s): "
+                    + ", ".join(f"{r} {n}" for r, n in baseline_rates.items())
+                )
                 fixed_rate_rounds(apps, args, rates)
             # After the load runs, so that they have the machine to themselves.
             matrix_times = [] if args.matrix == "none" else time_matrix(args.matrix == "all")

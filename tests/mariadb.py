@@ -1,4 +1,7 @@
-"""The MariaDB server the matrix tests use, and throwaway databases on it."""
+"""The MariaDB server the matrix tests use, and throwaway databases on it.
+
+bench/ uses it too, from a Python with only the standard library: the imports of pytest's and
+copier's modules are in the functions that need them."""
 
 from __future__ import annotations
 
@@ -13,9 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.servers import skip_unless_ci
-from tests.serving import free_port
-
 SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mariadb://tests:tests@127.0.0.1:3306/mysql")
 """A server account that may create and drop databases and users (the generated tests make a
 read-only account), and kill its own sessions."""
@@ -29,13 +29,13 @@ SETUP = (
 """What `.ci/run` runs as root over the socket to make the account of `SERVER_URL`."""
 
 
-def _client(sql: str, url: str = SERVER_URL) -> subprocess.CompletedProcess[str]:
-    client = shutil.which("mariadb")
-    if client is None:
+def client(sql: str, url: str = SERVER_URL) -> subprocess.CompletedProcess[str]:
+    program = shutil.which("mariadb")
+    if program is None:
         raise FileNotFoundError("mariadb")
     parsed = urlsplit(url)
     command = [
-        client,
+        program,
         f"--host={parsed.hostname or '127.0.0.1'}",
         f"--port={parsed.port or 3306}",
         f"--user={parsed.username or ''}",
@@ -47,13 +47,13 @@ def _client(sql: str, url: str = SERVER_URL) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False, env=env)
 
 
-def _create_account() -> None:
+def create_account() -> None:
     """Make the tests' account as root over the socket, where that is allowed (a CI machine)."""
-    client = shutil.which("mariadb")
-    if client is None or os.geteuid() != 0:
+    program = shutil.which("mariadb")
+    if program is None or os.geteuid() != 0:
         return
     subprocess.run(
-        [client, "--user=root", f"--execute={SETUP}"],
+        [program, "--user=root", f"--execute={SETUP}"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -63,11 +63,13 @@ def _create_account() -> None:
 
 def require_server() -> None:
     """Skip the calling test without a MariaDB server, except in CI, where that fails."""
+    from tests.servers import skip_unless_ci
+
     try:
-        result = _client("SELECT 1")
+        result = client("SELECT 1")
         if result.returncode:
-            _create_account()
-            result = _client("SELECT 1")
+            create_account()
+            result = client("SELECT 1")
         problem = result.stderr.strip() if result.returncode else ""
     except (FileNotFoundError, subprocess.TimeoutExpired) as error:
         problem = repr(error)
@@ -78,18 +80,18 @@ def require_server() -> None:
 def throwaway_database() -> Iterator[str]:
     """Create an empty database and yield its URL; drop it afterwards."""
     name = f"template_test_{uuid.uuid4().hex[:12]}"
-    result = _client(f"CREATE DATABASE `{name}`")
+    result = client(f"CREATE DATABASE `{name}`")
     assert result.returncode == 0, result.stderr
     try:
         yield SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        _client(f"DROP DATABASE IF EXISTS `{name}`")
+        client(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def query(url: str, sql: str) -> str:
     """Run `sql` on the database at `url`; its rows, tab-separated, one a line."""
     database = url.rsplit("/", 1)[1]
-    result = _client(f"USE `{database}`; {sql}", url=url)
+    result = client(f"USE `{database}`; {sql}", url=url)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -169,7 +171,7 @@ class PrivateServer:
                 stderr=log,
             )
         deadline = time.monotonic() + 60
-        while _client("SELECT 1", url=f"mariadb://root@127.0.0.1:{self.port}/").returncode:
+        while client("SELECT 1", url=f"mariadb://root@127.0.0.1:{self.port}/").returncode:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log_text = (self.folder / "server.log").read_text(errors="replace")
                 raise AssertionError(f"the private MariaDB did not start:\n{log_text[-3000:]}")
@@ -186,6 +188,8 @@ class PrivateServer:
 def private_server(*options: str) -> Iterator[PrivateServer]:
     """A fresh running server with an empty database `app` and the command-line `options`
     (see `PrivateServer`)."""
+    from tests.serving import free_port
+
     install = shutil.which("mariadb-install-db")
     if install is None:
         raise FileNotFoundError("mariadb-install-db")
@@ -208,7 +212,7 @@ def private_server(*options: str) -> Iterator[PrivateServer]:
         assert result.returncode == 0, result.stdout + result.stderr
         server.start()
         try:
-            created = _client("CREATE DATABASE app", url=f"mariadb://root@127.0.0.1:{server.port}/")
+            created = client("CREATE DATABASE app", url=f"mariadb://root@127.0.0.1:{server.port}/")
             assert created.returncode == 0, created.stderr
             yield server
         finally:

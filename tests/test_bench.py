@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.rendering import TEMPLATE, run
 
 BENCH = TEMPLATE / "bench"
@@ -39,6 +39,7 @@ def test_quick_bench_run_reports_every_app_and_route(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     postgres.require_server()
+    mariadb.require_server()
     require_load_generators()
     output = tmp_path / "RESULTS.md"
 
@@ -69,6 +70,15 @@ def test_quick_bench_run_reports_every_app_and_route(
             for app in apps.all_apps():
                 row = re.escape(f"| {route} | {app} | ")
                 assert re.search(rf"^{row}\d+ \|", table, re.MULTILINE), (heading, route, app)
+    # Each database server's apps are compared with its own reference app: raw-mariadb's ratios
+    # are its own (1.00), not raw's.
+    saturation = section(report, "Throughput and latency")
+    for route in apps.ROUTES.values():
+        row = re.escape(f"| {route} | {apps.BASELINES['mariadb']} | ")
+        # req/s, range, p50, p99, then the two ratios
+        ratios = r"\d+ \| \S+ \| [\d.]+ \| [\d.]+ \| 1\.00 \| 1\.00 \|"
+        assert re.search(rf"^{row}{ratios}", saturation, re.M), route
+    assert re.search(r"^\| MariaDB \| \d+\.\d+", report, re.M)
     # What the metrics cost: on (now and at --before-ref) against off, CPU µs/req and its ratio.
     cost = section(report, "What the metrics cost")
     for route in apps.ROUTES.values():

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import BENCH, PG_HOST, PG_PORT, PG_USER, REPO, WORK, median
+from .common import BENCH, PG_HOST, PG_PORT, PG_USER, REPO, WORK, mariadb_url, median
 
 REFERENCE_APPS = BENCH / "apps"
 PACKAGE = "my_service"  # the package name of `copier copy --defaults`
@@ -22,6 +22,8 @@ VARIANTS = [("async", "int"), ("async", "uuid"), ("sync", "int"), ("sync", "uuid
 """The generated projects on each mode's default driver (asyncpg, psycopg2)."""
 OTHER_DRIVERS = [("async", "int", "psycopg"), ("sync", "int", "psycopg")]
 """The generated projects on the drivers that are not their mode's default: psycopg 3."""
+MARIADB_VARIANTS = [("async", "int"), ("sync", "int")]
+"""The generated MariaDB projects, on each mode's default driver (asyncmy, PyMySQL)."""
 METRICS_ON, METRICS_OFF, METRICS_BEFORE = (
     "gen-async-int",
     "gen-async-int-nometrics",
@@ -29,8 +31,15 @@ METRICS_ON, METRICS_OFF, METRICS_BEFORE = (
 )
 """The apps that show what the metrics cost: the default async int-key app (metrics on), the same
 rendered with `metrics=none`, and, with `--before-ref`, the same rendered from an earlier version."""
+GRANIAN_APP = "gen-async-int-granian"
+"""`gen-async-int` served by Granian instead of uvicorn (issue 24)."""
+GRANIAN_VENV = WORK / "granian"
+"""Granian's virtualenv: the async-int project's locked dependencies, the project, and Granian."""
 BASELINE = "raw"
-"""The app every ratio is taken against, and whose throughput sets the fixed rate."""
+"""The app every ratio of the PostgreSQL apps is taken against (the targets' too), and whose
+throughput sets their fixed rate."""
+BASELINES = {"postgresql": BASELINE, "mariadb": "raw-mariadb"}
+"""Each database server's reference app: an app's ratios and fixed rate come from its server's."""
 CHECKOUT_TAG = hashlib.sha256(str(REPO).encode()).hexdigest()[:6]
 """Ends every database name: one PostgreSQL server may serve several checkouts at once (each one's
 test suite runs the smoke run), and each keeps its own databases as it keeps its own bench/.work/."""
@@ -43,9 +52,13 @@ class App:
     project: Path
     """The generated project whose .venv runs the app (and whose migrations made its schema)."""
     target: str
-    """What uvicorn imports."""
+    """What the server (uvicorn, Granian) imports."""
     app_dir: Path | None
     pk: str
+    backend: str = "postgresql"
+    """The database server: "postgresql" or "mariadb"."""
+    server: str = "uvicorn"
+    """The HTTP server: "uvicorn" (from the project's .venv) or "granian" (from a venv of its own)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment of the server (the generated settings read POOL_SIZE, POOL_PRE_PING, ...)."""
     answers_conflict: bool = True
@@ -68,7 +81,22 @@ class App:
 
     @property
     def url(self) -> str:
-        return self.database_url or f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
+        if self.database_url:
+            return self.database_url
+        if self.backend == "mariadb":
+            return mariadb_url(self.database)
+        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
+
+    @property
+    def python(self) -> Path:
+        """The Python that serves the app."""
+        venv = GRANIAN_VENV if self.server == "granian" else self.project / ".venv"
+        return venv / "bin" / "python"
+
+    @property
+    def baseline(self) -> str:
+        """The reference app of this app's database server."""
+        return BASELINES[self.backend]
 
     def at_saturation(self, route: str, key: str) -> float:
         """The median over the rounds of one of wrk's figures on a route (NaN if not measured)."""
@@ -95,6 +123,7 @@ class Project:
     mode: str
     pk: str
     driver: str = ""
+    database: str = "postgresql"
     metrics: str = ""
     """The `metrics` answer when it is not the default."""
     before: bool = False
@@ -105,17 +134,25 @@ class Project:
         variant = ["nometrics"] if self.metrics == "none" else []
         if self.before:
             variant.append("before")
-        return project_dir(self.mode, self.pk, self.driver, variant="-".join(variant))
+        return project_dir(
+            self.mode, self.pk, self.driver, self.database, variant="-".join(variant)
+        )
 
     @property
     def answers(self) -> dict[str, str]:
-        answers = {"sqlalchemy_mode": self.mode, "primary_key": self.pk, "driver": self.driver}
+        answers = {
+            "database": self.database,
+            "sqlalchemy_mode": self.mode,
+            "primary_key": self.pk,
+            "driver": self.driver,
+        }
         return {key: value for key, value in (answers | {"metrics": self.metrics}).items() if value}
 
 
 PROJECTS = [
     *(Project(mode, pk) for mode, pk in VARIANTS),
     *(Project(mode, pk, driver) for mode, pk, driver in OTHER_DRIVERS),
+    *(Project(mode, pk, database="mariadb") for mode, pk in MARIADB_VARIANTS),
     Project("async", "int", metrics="none"),
     Project("async", "int", before=True),
 ]
@@ -178,6 +215,15 @@ def all_apps() -> dict[str, App]:
         pk="int",
         env={"POOL_PRE_PING": "false"},
     )
+    apps[GRANIAN_APP] = App(
+        name=GRANIAN_APP,
+        description="gen-async-int served by Granian (1 worker, uvloop, HTTP/1)",
+        project=project_dir("async", "int"),
+        target=f"{PACKAGE}.main:app",
+        app_dir=None,
+        pk="int",
+        server="granian",
+    )
     apps[METRICS_OFF] = App(
         name=METRICS_OFF,
         description="gen-async-int generated with metrics=none",
@@ -185,6 +231,26 @@ def all_apps() -> dict[str, App]:
         target=f"{PACKAGE}.main:app",
         app_dir=None,
         pk="int",
+    )
+    # MariaDB: the generated apps and their reference app.
+    for mode, pk in MARIADB_VARIANTS:
+        apps[f"gen-{mode}-mariadb-{pk}"] = App(
+            name=f"gen-{mode}-mariadb-{pk}",
+            description=f"generated, database=mariadb, sqlalchemy_mode={mode}, primary_key={pk}",
+            project=project_dir(mode, pk, database="mariadb"),
+            target=f"{PACKAGE}.main:app",
+            app_dir=None,
+            pk=pk,
+            backend="mariadb",
+        )
+    apps[BASELINES["mariadb"]] = App(
+        name=BASELINES["mariadb"],
+        description="FastAPI + bare asyncmy pool on MariaDB (bench/apps/raw_asyncmy.py)",
+        project=project_dir("async", "int", database="mariadb"),
+        target="raw_asyncmy:app",
+        app_dir=REFERENCE_APPS,
+        pk="int",
+        backend="mariadb",
     )
     for app in apps.values():
         name_database(app)

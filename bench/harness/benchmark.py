@@ -1,5 +1,6 @@
 """The rounds: every app started afresh, checked once, and loaded route by route; first at
-saturation (wrk), then at a fixed rate (loadtest) set from the baseline's saturation throughput."""
+saturation (wrk), then at a fixed rate (loadtest) set from its database server's reference app's
+saturation throughput."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import load
-from .apps import BASELINE, ROUTES, App
+from .apps import ROUTES, App
 from .common import log, median
 from .resources import BUSY, proc_status, wait_for_quiet
 from .serving import Server, check_app, reset_table
@@ -70,34 +71,43 @@ def saturation_rounds(apps: list[App], args: argparse.Namespace) -> None:
                 app.hwm_kib.append(proc_status(server.pid)["VmHWM"])
 
 
-def fixed_rates(apps: list[App], share: float) -> dict[str, int]:
-    """Requests per second per route for the fixed-rate rounds: `share` of the baseline's median
-    throughput at saturation in this run; empty without a baseline or with a share of 0."""
-    baseline = next((app for app in apps if app.name == BASELINE), None)
-    if baseline is None or share <= 0:
+def fixed_rates(apps: list[App], share: float) -> dict[str, dict[str, int]]:
+    """Requests per second per route for the fixed-rate rounds, per reference app (`raw` for
+    PostgreSQL, `raw-mariadb` for MariaDB): `share` of its median throughput at saturation in this
+    run. Only the reference apps in the run have rates; none with a share of 0."""
+    if share <= 0:
         return {}
     return {
-        route: max(1, round(share * median([r["rps"] for r in baseline.results[route]])))
-        for route in ROUTES
+        app.name: {
+            route: max(1, round(share * median([r["rps"] for r in app.results[route]])))
+            for route in ROUTES
+        }
+        for app in apps
+        if app.name in {each.baseline for each in apps}
     }
 
 
-def fixed_rate_rounds(apps: list[App], args: argparse.Namespace, rates: dict[str, int]) -> None:
-    """loadtest at `rates` on each route, `args.rounds` times per app, each app started afresh."""
+def fixed_rate_rounds(
+    apps: list[App], args: argparse.Namespace, rates: dict[str, dict[str, int]]
+) -> None:
+    """loadtest at its reference app's `rates` on each route, `args.rounds` times per app whose
+    reference app ran, each app started afresh."""
+    measured = [app for app in apps if app.baseline in rates]
     for round_no in range(args.rounds):
-        for app in rotated(apps, round_no):
+        for app in rotated(measured, round_no):
+            app_rates = rates[app.baseline]
             with started(app, f"rate{round_no + 1}", args.quiet_wait) as server:
                 if args.warmup > 0:
                     for route in ("get", "list"):
-                        load.fixed_rate(server, route, rates[route], args.warmup, "warm")
+                        load.fixed_rate(server, route, app_rates[route], args.warmup, "warm")
                 for route in ROUTES:
                     result = load.fixed_rate(
-                        server, route, rates[route], args.duration, f"f{round_no + 1}"
+                        server, route, app_rates[route], args.duration, f"f{round_no + 1}"
                     )
                     app.rate_results[route].append(result)
                     log(
                         f"fixed rate {round_no + 1}/{args.rounds} {app.name:15} "
-                        f"{ROUTES[route]:20} {rates[route]} req/s: {result['sent_rps']:.0f} sent, "
+                        f"{ROUTES[route]:20} {app_rates[route]} req/s: {result['sent_rps']:.0f} sent, "
                         f"{result['answered_rps']:.0f} answered  "
                         f"p50 {result['p50_us'] / 1000:6.2f} ms  "
                         f"p99 {result['p99_us'] / 1000:6.2f} ms  "

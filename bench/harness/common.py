@@ -1,4 +1,4 @@
-"""Paths, the PostgreSQL server, running commands, and small helpers every module uses."""
+"""Paths, the database servers, running commands, and small helpers every module uses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shlex
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,11 @@ COPIER = REPO / ".venv" / "bin" / "copier"
 PG_HOST = "127.0.0.1"  # loopback only: the benchmark never sends traffic anywhere else
 PG_PORT = 5432
 PG_USER = "postgres"
+
+# The MariaDB server and account the template's tests use (tests/mariadb.py: TEST_MARIADB_URL, by
+# default an account `tests` on 127.0.0.1:3306, made as root over the socket where that is allowed).
+sys.path.append(str(REPO))
+from tests import mariadb as mariadb_server  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -69,6 +75,26 @@ def psql(sql: str, database: str = "postgres") -> str:
         sql,
     ]
     return run(cmd, timeout=120).stdout.strip()
+
+
+def mariadb(sql: str, database: str = "") -> str:
+    """Run SQL on the MariaDB server (in `database`, if given) with the tests' account; its rows,
+    tab-separated, one a line."""
+    result = mariadb_server.client(f"USE `{database}`; {sql}" if database else sql)
+    if result.returncode != 0:
+        raise SystemExit(f"mariadb failed ({result.returncode}): {sql[:300]}\n{result.stderr}")
+    return result.stdout.strip()
+
+
+def mariadb_ready() -> None:
+    """Fail early without the MariaDB server or the tests' account on it (made where it can be)."""
+    if mariadb_server.client("SELECT 1").returncode != 0:
+        mariadb_server.create_account()
+    mariadb("SELECT 1")
+
+
+def mariadb_url(database: str) -> str:
+    return mariadb_server.SERVER_URL.rsplit("/", 1)[0] + f"/{database}"
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from .apps import BASELINE, METRICS_BEFORE, METRICS_OFF, METRICS_ON, ROUTES, App
-from .common import COPIER, REPO, median, psql, ratio, run
+from .apps import BASELINES, GRANIAN_APP, METRICS_BEFORE, METRICS_OFF, METRICS_ON, ROUTES, App
+from .common import COPIER, REPO, mariadb, median, psql, ratio, run
 from .load import tool_versions
 from .targets import TARGETS
 
@@ -27,8 +27,11 @@ PACKAGES = [
     "psycopg2-binary",
     "psycopg",
     "psycopg-binary",
+    "asyncmy",
+    "pymysql",
     "greenlet",
     "uvicorn",
+    "granian",
     "uvloop",
     "httptools",
     "alembic",
@@ -82,7 +85,9 @@ def versions(python: Path, names: list[str]) -> dict[str, str]:
     return json.loads(run([str(python), "-c", code], timeout=60).stdout)
 
 
-def machine_info(state: dict[str, str], fixed_rate: bool) -> list[tuple[str, str]]:
+def machine_info(
+    state: dict[str, str], fixed_rate: bool, backends: set[str]
+) -> list[tuple[str, str]]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -100,6 +105,7 @@ def machine_info(state: dict[str, str], fixed_rate: bool) -> list[tuple[str, str
         ("memory", f"{mem_kib / 1024 / 1024:.1f} GiB"),
         ("kernel", platform.release()),
         ("PostgreSQL", psql("SHOW server_version")),
+        *([("MariaDB", mariadb("SELECT VERSION()"))] if "mariadb" in backends else []),
         *tools,
         ("uv", run(["uv", "--version"], timeout=10).stdout.strip()),
         ("copier", run([str(COPIER), "--version"], timeout=60).stdout.strip()),
@@ -124,6 +130,8 @@ def targets_section(apps: list[App]) -> list[str]:
         "",
         "The generated apps with their default settings (pool pre-ping on) against the reference "
         "apps, as ratios of the medians in the tables below: req/s higher is better, p99 lower. "
+        "The targets are PostgreSQL's, against `raw`; the MariaDB apps have none (their ratios, "
+        f"against `{BASELINES['mariadb']}`, are in the tables). "
         "A benchmark, not a test: a missed target fails nothing.",
         "",
         "| target | required | int keys | met | uuid keys | met |",
@@ -151,12 +159,15 @@ def targets_section(apps: list[App]) -> list[str]:
     return lines
 
 
-def saturation_section(apps: list[App], baseline: App | None) -> list[str]:
+def saturation_section(apps: list[App]) -> list[str]:
+    by_name = {app.name: app for app in apps}
     lines = [
         "## Throughput and latency",
         "",
-        "Medians over the rounds; req/s range is min–max over the rounds. Ratios are against `raw` "
-        "(req/s: higher is better for the app; p99: lower is better). app CPU: the uvicorn process's "
+        "Medians over the rounds; req/s range is min–max over the rounds. Ratios are against the "
+        f"reference app of the app's database server: `{BASELINES['postgresql']}` for PostgreSQL, "
+        f"`{BASELINES['mariadb']}` for MariaDB "
+        "(req/s: higher is better for the app; p99: lower is better). app CPU: the worker process's "
         "CPU time per second of load (1.00 = one core saturated); CPU µs/req: that CPU time per request, "
         "the figure least disturbed by other work on the machine.",
         "",
@@ -165,9 +176,10 @@ def saturation_section(apps: list[App], baseline: App | None) -> list[str]:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for route, label in ROUTES.items():
-        base_rps = baseline.at_saturation(route, "rps") if baseline else math.nan
-        base_p99 = baseline.at_saturation(route, "p99_us") if baseline else math.nan
         for app in apps:
+            baseline = by_name.get(app.baseline)
+            base_rps = baseline.at_saturation(route, "rps") if baseline else math.nan
+            base_p99 = baseline.at_saturation(route, "p99_us") if baseline else math.nan
             runs = app.results[route]
             rps = app.at_saturation(route, "rps")
             p99 = app.at_saturation(route, "p99_us")
@@ -246,20 +258,28 @@ def metrics_section(apps: list[App], args: argparse.Namespace) -> list[str]:
 
 
 def fixed_rate_section(
-    apps: list[App], baseline: App | None, rates: dict[str, int], args: argparse.Namespace
+    apps: list[App], rates: dict[str, dict[str, int]], args: argparse.Namespace
 ) -> list[str]:
     lines = ["## Latency at a fixed rate", ""]
     if not rates:
         reason = (
             "`--fixed-rate-share 0`"
             if args.fixed_rate_share <= 0
-            else f"`{BASELINE}` was not among the apps, so there was no rate to set"
+            else "no reference app ("
+            + ", ".join(f"`{name}`" for name in BASELINES.values())
+            + ") was among the apps, so there was no rate to set"
         )
         return [*lines, f"Not measured in this run: {reason}."]
-    offered = ", ".join(f"{ROUTES[route]} {rate}/s" for route, rate in rates.items())
+    by_name = {app.name: app for app in apps}
+    offered = "; ".join(
+        f"`{name}`'s: " + ", ".join(f"{ROUTES[route]} {rate}/s" for route, rate in routes.items())
+        for name, routes in rates.items()
+    )
+    missing = [app.name for app in apps if app.baseline not in rates]
     lines += [
-        f"loadtest sends each route's requests at a fixed rate, {args.fixed_rate_share:g} × `raw`'s "
-        f"median req/s at saturation above ({offered}), whether or not the earlier ones have been "
+        f"loadtest sends each route's requests at a fixed rate, {args.fixed_rate_share:g} × the "
+        "median req/s at saturation above of the reference app of the app's database server "
+        f"({offered}), whether or not the earlier ones have been "
         "answered, opening connections as it needs them; latency runs from sending to the end of "
         "the response. Each app is started afresh for it. Medians over the rounds (max ms and "
         "connections: the largest). sent req/s under the offered rate means the generator fell "
@@ -267,19 +287,26 @@ def fixed_rate_section(
         "app could not keep up: its queue grew for the whole run, and its latency is that queue's. "
         "errors: non-2xx answers, socket errors, and requests still unanswered when the wait for "
         "the last answers (twice the run's length) ran out; in the percentiles those rank above "
-        "every answer, and ∞ is a percentile that fell on one.",
+        "every answer, and ∞ is a percentile that fell on one."
+        + (
+            f" Not loaded at a fixed rate (their reference app did not run): {', '.join(missing)}."
+            if missing
+            else ""
+        ),
         "",
         "| route | app | offered req/s | sent req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
         "p99 ÷ raw | max ms | connections | app CPU | CPU µs/req | errors |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for route, label in ROUTES.items():
-        base_p99 = baseline.at_fixed_rate(route, "p99_us") if baseline else math.nan
         for app in apps:
+            if app.baseline not in rates:
+                continue
+            base_p99 = by_name[app.baseline].at_fixed_rate(route, "p99_us")
             runs = app.rate_results[route]
             p99 = app.at_fixed_rate(route, "p99_us")
             lines.append(
-                f"| {label} | {app.name} | {rates[route]} | {app.at_fixed_rate(route, 'sent_rps'):.0f} | "
+                f"| {label} | {app.name} | {rates[app.baseline][route]} | {app.at_fixed_rate(route, 'sent_rps'):.0f} | "
                 f"{app.at_fixed_rate(route, 'answered_rps'):.0f} | "
                 f"{ms(app.at_fixed_rate(route, 'p50_us'))} | "
                 f"{ms(app.at_fixed_rate(route, 'p90_us'))} | {ms(p99)} | "
@@ -294,12 +321,11 @@ def report(
     apps: list[App],
     args: argparse.Namespace,
     state: dict[str, str],
-    rates: dict[str, int],
+    rates: dict[str, dict[str, int]],
     copier_times: list[float],
     matrix_times: list[tuple[str, str, float]],
     command: str,
 ) -> str:
-    baseline = next((app for app in apps if app.name == BASELINE), None)
     lines = [
         "# Benchmark results",
         "",
@@ -309,10 +335,13 @@ def report(
         "",
     ]
     lines += ["| | |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in machine_info(state, bool(rates))]
+    lines += [
+        f"| {key} | {value} |"
+        for key, value in machine_info(state, bool(rates), {app.backend for app in apps})
+    ]
     found: dict[str, str] = {}
-    for project in sorted({app.project for app in apps}):
-        found.update(versions(project / ".venv" / "bin" / "python", PACKAGES))
+    for python in sorted({app.python for app in apps}):
+        found.update(versions(python, PACKAGES))
     lines.append(f"| Python (apps) | {found.pop('python')} |")
     lines.append("| packages (apps) | " + ", ".join(f"{k} {v}" for k, v in found.items()) + " |")
     lines.append(
@@ -322,7 +351,8 @@ def report(
     )
     if rates:
         lines.append(
-            f"| fixed-rate load | loadtest, {args.fixed_rate_share:g} × raw's req/s per route, "
+            f"| fixed-rate load | loadtest, {args.fixed_rate_share:g} × the req/s of the reference "
+            "app of the app's database server per route, "
             f"{args.rounds} round(s) × {args.duration:g} s per app and route, {args.warmup:g} s "
             "warm-up at that rate per GET route, each app started afresh |"
         )
@@ -330,25 +360,31 @@ def report(
         f"| data | {args.seed_users} users per database; POST's rows deleted after each run |"
     )
     lines.append(
-        "| server | uvicorn, 1 worker, `--no-access-log --log-level warning`, on the same "
-        "machine as PostgreSQL and the load generators |"
+        "| server | uvicorn, 1 worker, `--no-access-log --log-level warning`"
+        + (
+            f"; `{GRANIAN_APP}`: Granian, 1 worker, `--interface asgi --loop uvloop --http 1 "
+            "--no-access-log --log-level warning`"
+            if any(app.server == "granian" for app in apps)
+            else ""
+        )
+        + "; on the same machine as the database servers and the load generators |"
     )
     busy = sum(app.busy_starts for app in apps)
-    starts = len(apps) * args.rounds * (2 if rates else 1)
+    starts = args.rounds * (len(apps) + sum(app.baseline in rates for app in apps))
     lines.append(
         f"| quiet check | before each app start, waited up to {args.quiet_wait:g} s for other "
         f"processes to leave the CPUs under 15 % busy; {busy} of {starts} starts "
         "went ahead on a busy machine |"
     )
     lines += ["", *targets_section(apps)]
-    lines += ["", *saturation_section(apps, baseline)]
+    lines += ["", *saturation_section(apps)]
     lines += ["", *metrics_section(apps, args)]
-    lines += ["", *fixed_rate_section(apps, baseline, rates, args)]
+    lines += ["", *fixed_rate_section(apps, rates, args)]
     lines += [
         "",
         "## Memory per worker",
         "",
-        "RSS of the uvicorn process after start-up, and its peak (VmHWM) after the three routes' "
+        "RSS of the worker process after start-up, and its peak (VmHWM) after the three routes' "
         "load at saturation; the largest value over the rounds.",
         "",
         "| app | what it is | RSS after start MiB | peak RSS MiB |",

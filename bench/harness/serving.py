@@ -1,4 +1,5 @@
-"""Generates and installs the projects, makes each app's database, and serves an app under uvicorn."""
+"""Generates and installs the projects, makes each app's database (PostgreSQL or MariaDB), and
+serves an app under uvicorn or Granian."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from .apps import USER_KEYS, App, Project, project_dir
-from .common import COPIER, REPO, WORK, free_port, http, log, psql, run
+from .apps import GRANIAN_VENV, USER_KEYS, App, Project, project_dir
+from .common import COPIER, REPO, WORK, free_port, http, log, mariadb, psql, run
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+GRANIAN = "granian[uvloop]==2.8.9"
+"""The Granian of the apps served by it: the latest 2.x on PyPI when it joined the benchmark."""
 
 
 def copier_copy(dest: Path, vcs_ref: str, answers: dict[str, str]) -> None:
@@ -38,10 +41,10 @@ def generate(
 
 
 def generate_project(project: Project, vcs_ref: str) -> None:
-    """Generate one of the benchmark's PostgreSQL projects from `vcs_ref`, and install it."""
+    """Generate one of the benchmark's projects from `vcs_ref`, and install it."""
     log(f"generating and installing {project.path.name} (--vcs-ref {vcs_ref})")
     shutil.rmtree(project.path, ignore_errors=True)
-    copier_copy(project.path, vcs_ref, {"database": "postgresql", **project.answers})
+    copier_copy(project.path, vcs_ref, project.answers)
     install(project.path)
 
 
@@ -50,10 +53,54 @@ def install(project: Path) -> None:
     run(["uv", "sync", "--quiet"], cwd=project, env=env, timeout=600)
 
 
+def install_granian(project: Path) -> None:
+    """A virtualenv of Granian's own: the project's locked dependencies, the project, and Granian,
+    which the project's lock does not have."""
+    log(f"installing {GRANIAN} with {project.name}'s locked dependencies into {GRANIAN_VENV}")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    python = str(project / ".venv" / "bin" / "python")
+    requirements = GRANIAN_VENV / "requirements.txt"
+    run(
+        ["uv", "venv", "--quiet", "--clear", "--python", python, str(GRANIAN_VENV)],
+        env=env,
+        timeout=120,
+    )
+    run(
+        [
+            "uv",
+            "export",
+            "--quiet",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--output-file",
+            str(requirements),
+        ],
+        cwd=project,
+        env=env,
+        timeout=120,
+    )
+    venv_python = ["--python", str(GRANIAN_VENV / "bin" / "python")]
+    run(
+        ["uv", "pip", "install", "--quiet", *venv_python, "-r", str(requirements), GRANIAN],
+        env=env,
+        timeout=600,
+    )
+    run(
+        ["uv", "pip", "install", "--quiet", *venv_python, "--no-deps", "--editable", str(project)],
+        env=env,
+        timeout=120,
+    )
+
+
 def create_database(app: App, seed_users: int) -> None:
     """A fresh database for the app, migrated by its project's Alembic and seeded with users."""
-    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{app.database}"')
+    drop_database(app)
+    if app.backend == "mariadb":
+        mariadb(f"CREATE DATABASE `{app.database}`")
+    else:
+        psql(f'CREATE DATABASE "{app.database}"')
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["DATABASE_URL"] = app.url
     run(
@@ -62,9 +109,19 @@ def create_database(app: App, seed_users: int) -> None:
         env=env,
         timeout=120,
     )
+    # The same users in every database: seed-1 .. seed-N, one second apart.
+    if app.backend == "mariadb":
+        seed_mariadb(app, seed_users)
+    else:
+        seed_postgresql(app, seed_users)
+    ids = query(app, "SELECT id FROM users ORDER BY created_at, id").splitlines()
+    app.ids_file.parent.mkdir(parents=True, exist_ok=True)
+    app.ids_file.write_text("\n".join(ids) + "\n")
+
+
+def seed_postgresql(app: App, seed_users: int) -> None:
     id_column = "id, " if app.pk == "uuid" else ""
     id_value = "gen_random_uuid(), " if app.pk == "uuid" else ""
-    # The same users in every database: seed-1 .. seed-N, one second apart.
     psql(
         f"INSERT INTO users ({id_column}email, name, created_at, updated_at) "
         f"SELECT {id_value}format('seed-%s@example.org', g), format('Seed User %s', g), "
@@ -74,23 +131,43 @@ def create_database(app: App, seed_users: int) -> None:
         app.database,
     )
     psql("VACUUM ANALYZE users", app.database)
-    ids = psql("SELECT id FROM users ORDER BY created_at, id", app.database).splitlines()
-    app.ids_file.parent.mkdir(parents=True, exist_ok=True)
-    app.ids_file.write_text("\n".join(ids) + "\n")
+
+
+def seed_mariadb(app: App, seed_users: int) -> None:
+    # seq_1_to_N: MariaDB's Sequence engine; the DATETIME columns hold naive UTC.
+    mariadb(
+        "INSERT INTO users (email, name, created_at, updated_at) "
+        "SELECT CONCAT('seed-', seq, '@example.org'), CONCAT('Seed User ', seq), "
+        "TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND, "
+        "TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq SECOND "
+        f"FROM seq_1_to_{seed_users}",
+        app.database,
+    )
+    mariadb("ANALYZE TABLE users", app.database)
+
+
+def query(app: App, sql: str) -> str:
+    """Run SQL in the app's database, on its server."""
+    return mariadb(sql, app.database) if app.backend == "mariadb" else psql(sql, app.database)
 
 
 def reset_table(app: App) -> None:
     """Remove the users POST created, so every run reads the same table."""
-    psql("DELETE FROM users WHERE email NOT LIKE 'seed-%'", app.database)
-    psql("VACUUM ANALYZE users", app.database)
+    query(app, "DELETE FROM users WHERE email NOT LIKE 'seed-%'")
+    query(app, "ANALYZE TABLE users" if app.backend == "mariadb" else "VACUUM ANALYZE users")
 
 
 def drop_database(app: App) -> None:
-    psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
+    if app.backend == "mariadb":
+        mariadb(f"DROP DATABASE IF EXISTS `{app.database}`")
+    else:
+        psql(f'DROP DATABASE IF EXISTS "{app.database}" WITH (FORCE)')
 
 
 class Server:
-    """One uvicorn process (one worker, no access log) on a free loopback port."""
+    """One server (uvicorn, or Granian with its main and one worker process; one worker, no access
+    log) on a free loopback port. `pid` is the process that runs the app, the one measured: uvicorn's
+    own, or Granian's worker once the server is ready."""
 
     def __init__(self, app: App, label: str) -> None:
         self.app = app
@@ -99,21 +176,7 @@ class Server:
         log_path = WORK / "logs" / f"{app.name}-{label}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        cmd = [
-            str(app.project / ".venv" / "bin" / "python"),
-            "-m",
-            "uvicorn",
-            app.target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        if app.app_dir:
-            cmd += ["--app-dir", str(app.app_dir)]
+        cmd = self.granian_command() if app.server == "granian" else self.uvicorn_command()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         env.update(app.env, DATABASE_URL=app.url)
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
@@ -122,6 +185,60 @@ class Server:
         )
         self.pid = self.proc.pid
 
+    def uvicorn_command(self) -> list[str]:
+        cmd = [
+            str(self.app.python),
+            "-m",
+            "uvicorn",
+            self.app.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return cmd + (["--app-dir", str(self.app.app_dir)] if self.app.app_dir else [])
+
+    def granian_command(self) -> list[str]:
+        cmd = [
+            str(GRANIAN_VENV / "bin" / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        if self.app.app_dir:
+            cmd += ["--working-dir", str(self.app.app_dir)]
+        return [*cmd, self.app.target]
+
+    def worker_pid(self) -> int:
+        """The process that runs the app: Granian's main process only starts and watches its
+        worker (one, here); uvicorn with one worker runs the app itself."""
+        if self.app.server != "granian":
+            return self.proc.pid
+        children = [
+            int(pid)
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        if len(children) != 1:
+            self.stop()
+            raise SystemExit(f"{self.app.name}: expected one Granian worker, found {children}")
+        return children[0]
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -129,6 +246,7 @@ class Server:
                 break
             try:
                 if http("GET", self.base + "/users?limit=1")[0] == 200:
+                    self.pid = self.worker_pid()
                     return
             except OSError:
                 pass
