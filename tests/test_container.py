@@ -1,9 +1,9 @@
 """The generated Dockerfile and compose.yaml, built and run with podman (see tests/containers.py).
 
 Every combination's Dockerfile passes hadolint and its compose file wires the services in order.
-One PostgreSQL and one SQLite combination are built into images and run twice: as the README's
-deploy section says (a one-off migration container, then the server), and as compose runs its
-services, with the local PostgreSQL server standing in for compose's `db` service.
+Combinations of each database are built into images and run twice: as the README's deploy section
+says (a one-off migration container, then the server), and as compose runs its services, with the
+host's PostgreSQL or MariaDB server standing in for compose's `db` service (see `SERVERS`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import graphlib
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.containers import (
     Podman,
     base_image,
@@ -38,7 +38,7 @@ from tests.serving import request
 
 pytestmark = pytest.mark.matrix
 
-# Both databases, both SQLAlchemy modes and both key types, in two images.
+# Every database, both SQLAlchemy modes and both key types, in four images.
 IMAGE_COMBINATIONS = [
     {"database": "postgresql", "sqlalchemy_mode": "async", "primary_key": "uuid"},
     {"database": "sqlite", "sqlalchemy_mode": "sync", "primary_key": "int"},
@@ -49,6 +49,8 @@ IMAGE_COMBINATIONS = [
         "driver": "psycopg",
         "primary_key": "int",
     },
+    # asyncmy is the one compiled driver wheel of MariaDB's; the key type does not matter here.
+    {"database": "mariadb", "sqlalchemy_mode": "async", "primary_key": "int"},
 ]
 
 MIGRATE = ("alembic", "upgrade", "head")
@@ -56,6 +58,63 @@ READY = "/health/ready"
 LIVE = "/health/live"
 SQLITE_DATA = "/app/data"
 """Where the SQLite image keeps its database file (its DATABASE_URL points there)."""
+
+
+@contextmanager
+def mariadb_database() -> Iterator[str]:
+    """An empty database and an account that may use it alone, as the README has them created."""
+    with mariadb.throwaway_database() as url, mariadb.throwaway_account(url) as account:
+        yield account
+
+
+@dataclass(frozen=True)
+class Server:
+    """A database server: how compose's `db` service runs it, and the host's that stands in."""
+
+    image: str
+    """compose's `db` image, before its tag..."""
+    port: int
+    """...and the port it listens on."""
+    healthcheck: str
+    """The program in the `db` service's healthcheck."""
+    user: str
+    """The `db` service's variable that names the account the app connects as..."""
+    default_user: str | None
+    """...and that account without it: none for MariaDB's image, so never root."""
+    password: str
+    database: str
+    """The variables of the account's password and of the database the image creates."""
+    require: Callable[[], None]
+    """Skips the test without the host's server (fails in CI)."""
+    throwaway: Callable[[], AbstractContextManager[str]]
+    """An empty database on the host's server, and its URL."""
+
+
+SERVERS = {
+    "postgresql": Server(
+        image="postgres",
+        port=5432,
+        healthcheck="pg_isready",
+        user="POSTGRES_USER",
+        default_user="postgres",
+        password="POSTGRES_PASSWORD",
+        database="POSTGRES_DB",
+        require=postgres.require_server,
+        throwaway=postgres.throwaway_database,
+    ),
+    "mariadb": Server(
+        image="mariadb",
+        port=3306,
+        healthcheck="healthcheck.sh",
+        user="MARIADB_USER",
+        default_user=None,
+        password="MARIADB_PASSWORD",
+        database="MARIADB_DATABASE",
+        require=mariadb.require_server,
+        throwaway=mariadb_database,
+    ),
+}
+"""The databases with a server; an SQLite project has none (no `db` service)."""
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
@@ -73,17 +132,14 @@ def test_container_files_pass_hadolint_and_order_the_services(
     services = load_compose(project / "compose.yaml")["services"]
     assert services["migrate"]["command"] == list(MIGRATE)
     conditions = {"migrate": "service_completed_successfully"}
-    if answers["database"] == "postgresql":
+    server = SERVERS.get(answers["database"])
+    if server is not None:
         conditions["db"] = "service_healthy"
-        assert services["db"]["image"].startswith("postgres:")
-        assert "pg_isready" in services["db"]["healthcheck"]["test"]
+        db = services["db"]
+        assert db["image"].startswith(server.image + ":")
+        assert server.healthcheck in db["healthcheck"]["test"]
         assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-    elif answers["database"] == "mariadb":
-        conditions["db"] = "service_healthy"
-        assert services["db"]["image"].startswith("mariadb:")
-        assert "healthcheck.sh" in services["db"]["healthcheck"]["test"]
-        assert services["db"]["environment"]["MARIADB_USER"] == "my_service"
-        assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+        names_db(services["app"]["environment"]["DATABASE_URL"], db, server)
     else:
         assert set(services) == {"migrate", "app"}
         for name in ("migrate", "app"):
@@ -121,8 +177,8 @@ def built(
     python_base: str,
 ) -> Iterator[Built]:
     answers: dict[str, str] = request.param
-    if answers["database"] == "postgresql":
-        postgres.require_server()
+    if server := SERVERS.get(answers["database"]):
+        server.require()
     folder = tmp_path_factory.mktemp(combination_id(answers))
     project = render(folder / "my-service", **answers)
     # The build installs exactly what is locked (`uv sync --frozen`).
@@ -138,8 +194,8 @@ def built(
 @contextmanager
 def database_for(built: Built, podman: Podman) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """Yield the environment and volumes that give a container a fresh, empty database."""
-    if built.answers["database"] == "postgresql":
-        with postgres.throwaway_database() as url:
+    if server := SERVERS.get(built.answers["database"]):
+        with server.throwaway() as url:
             yield {"DATABASE_URL": url}, {}
     else:
         volume = f"template-test-{uuid.uuid4().hex[:12]}"
@@ -213,21 +269,24 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
         for dependency, condition in needs.items()
         if condition["condition"] == "service_completed_successfully"
     }
+    server = SERVERS.get(built.answers["database"])
+    assert ("db" in services) == (server is not None), set(services)
     with ExitStack() as stack:
         database_url = None
-        if "db" in services:
-            database_url = stack.enter_context(postgres.throwaway_database())
+        if server is not None:
+            database_url = stack.enter_context(server.throwaway())
         volumes: dict[str, str] = {}  # compose's volume name: podman's
 
         started = {}
         for name in graphlib.TopologicalSorter(dependencies).static_order():
             if name == "db":
-                continue  # the local PostgreSQL server, with a database of its own, stands in
+                continue  # the host's server, with a database (and account) of its own, stands in
             service = services[name]
             assert service["image"] == services["app"]["image"]  # one image, built once
             env = dict(service.get("environment", {}))
-            if database_url is not None:
-                env["DATABASE_URL"] = point_at(env["DATABASE_URL"], services["db"], database_url)
+            if server is not None and database_url is not None:
+                names_db(env["DATABASE_URL"], services["db"], server)
+                env["DATABASE_URL"] = point_at(env["DATABASE_URL"], database_url)
             mounts = {}
             for mount in service.get("volumes", []):
                 source, target = mount.split(":")
@@ -261,15 +320,21 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
         assert status == 201, user
 
 
-def point_at(compose_url: str, db: Mapping[str, Any], database_url: str) -> str:
-    """Check that compose's DATABASE_URL names its `db` service; point it at `database_url`."""
+def names_db(compose_url: str, db: Mapping[str, Any], server: Server) -> None:
+    """Check that compose's DATABASE_URL names its `db` service, on the port its image listens on,
+    with the account and the database the image creates from the service's environment."""
     url, settings = urlsplit(compose_url), db["environment"]
     assert url.hostname == "db", compose_url
-    assert url.username == settings.get("POSTGRES_USER", "postgres"), compose_url
-    assert url.password == settings["POSTGRES_PASSWORD"], compose_url
-    assert url.path == "/" + settings["POSTGRES_DB"], compose_url
+    assert url.port == server.port, compose_url
+    assert url.username == settings.get(server.user, server.default_user), compose_url
+    assert url.password == settings[server.password], compose_url
+    assert url.path == "/" + settings[server.database], compose_url
+
+
+def point_at(compose_url: str, database_url: str) -> str:
+    """compose's DATABASE_URL, with its driver, pointed at `database_url` instead."""
     local = urlsplit(database_url)
-    return urlunsplit((url.scheme, local.netloc, local.path, "", ""))
+    return urlunsplit((urlsplit(compose_url).scheme, local.netloc, local.path, "", ""))
 
 
 def image_port(podman: Podman, image: str) -> int:
