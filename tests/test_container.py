@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import graphlib
 import json
+import os
 import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -147,6 +150,66 @@ def test_container_files_pass_hadolint_and_order_the_services(
     assert services["app"]["depends_on"] == {
         name: {"condition": condition} for name, condition in conditions.items()
     }
+
+
+def test_the_readmes_mariadb_accounts_reach_their_database_alone(tmp_path: Path) -> None:
+    """The README's blocks that create the database and its account, run as written on the host's
+    server: the example's server and admin replaced by it and the tests' account, the names by the
+    test's own. In a grant's database name `_` matches any character unless escaped."""
+    mariadb.require_server()
+    project = render(
+        tmp_path / "my-service",
+        tasks=False,
+        database="mariadb",
+        sqlalchemy_mode="async",
+        primary_key="int",
+    )
+    blocks = re.findall(r"```sh\n(.*?)```", (project / "README.md").read_text(), re.DOTALL)
+    setups = [block for block in blocks if "CREATE USER" in block]
+    assert len(setups) == 2, setups  # a local server's, and the deploy section's
+
+    server = urlsplit(mariadb.SERVER_URL)
+    client = shutil.which("mariadb")
+    assert client is not None
+    wrapper = tmp_path / "bin" / "mariadb"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {client} --host={server.hostname} --port={server.port or 3306}"
+        f' --user={server.username} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = os.environ | {"PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    env["MYSQL_PWD"] = server.password or ""
+
+    for setup in setups:
+        # `my_service` names the database (and the local account); `user` the deploy account.
+        name = f"template_test_{uuid.uuid4().hex[:8]}"
+        script = setup.replace("sudo mariadb", "mariadb")
+        script = script.replace("-h db.example.com -u admin -p", "")
+        script = script.replace("my\\_service", name.replace("_", "\\_"))
+        script = script.replace("my_service", name).replace("'user'@", f"'{name}_user'@")
+        assert re.findall(r"^mariadb\b", script, re.MULTILINE) == ["mariadb"], script
+        account = re.search(r"CREATE USER '(\w+)'@'%' IDENTIFIED BY '(\w+)'", script)
+        assert account is not None, script
+        user, password = account.groups()
+        # A database whose name matches `name` if its `_` were a wildcard.
+        neighbour = name.replace("_", "x", 1)
+        mariadb.query(mariadb.SERVER_URL, f"CREATE DATABASE `{neighbour}`")
+        try:
+            result = subprocess.run(
+                ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            own = f"mariadb://{user}:{password}@{server.hostname}:{server.port or 3306}/{name}"
+            mariadb.query(own, "CREATE TABLE t (i INT)")
+            with pytest.raises(AssertionError, match="denied"):
+                mariadb.query(own.rsplit("/", 1)[0] + f"/{neighbour}", "CREATE TABLE t (i INT)")
+        finally:
+            mariadb.query(
+                mariadb.SERVER_URL,
+                f"DROP DATABASE IF EXISTS `{neighbour}`; DROP DATABASE IF EXISTS `{name}`;"
+                f" DROP USER IF EXISTS '{user}'@'%'",
+            )
 
 
 @dataclass(frozen=True)
