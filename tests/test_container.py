@@ -143,6 +143,12 @@ def test_container_files_pass_hadolint_and_order_the_services(
         assert server.healthcheck in db["healthcheck"]["test"]
         assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
         names_db(services["app"]["environment"]["DATABASE_URL"], db, server)
+        # The project's CI starts the same image, checked by the same program (its job runs in
+        # tests/test_project_ci.py).
+        workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+        (service,) = workflow["jobs"]["test"]["services"].values()
+        assert service["image"] == db["image"]
+        assert f'--health-cmd "{server.healthcheck} ' in service["options"]
     else:
         assert set(services) == {"migrate", "app"}
         for name in ("migrate", "app"):
