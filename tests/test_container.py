@@ -262,10 +262,12 @@ def built(
 
 @contextmanager
 def database_for(built: Built, podman: Podman) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
-    """Yield the environment and volumes that give a container a fresh, empty database."""
+    """Yield the environment and volumes that give a container a fresh, empty database: the
+    README's DATABASE_URL, pointed at the host's server, or a volume for SQLite's file."""
     if server := SERVERS.get(built.answers["database"]):
+        readme_url = deploy_database_url(built.project, server)
         with server.throwaway() as url:
-            yield {"DATABASE_URL": url}, {}
+            yield {"DATABASE_URL": point_at(readme_url, url)}, {}
     else:
         volume = f"template-test-{uuid.uuid4().hex[:12]}"
         podman("volume", "create", volume)
@@ -400,10 +402,22 @@ def names_db(compose_url: str, db: Mapping[str, Any], server: Server) -> None:
     assert url.path == "/" + settings[server.database], compose_url
 
 
-def point_at(compose_url: str, database_url: str) -> str:
-    """compose's DATABASE_URL, with its driver, pointed at `database_url` instead."""
+def deploy_database_url(project: Path, server: Server) -> str:
+    """The DATABASE_URL of the README's `docker run` commands (the migration's and the server's),
+    checked to name the example's server on the port its kind listens on."""
+    readme = (project / "README.md").read_text()
+    urls = set(re.findall(r"^docker run .*-e DATABASE_URL=(\S+) ", readme, re.MULTILINE))
+    assert len(urls) == 1, urls
+    (url,) = urls
+    assert urlsplit(url).hostname == "db.example.com", url
+    assert urlsplit(url).port == server.port, url
+    return url
+
+
+def point_at(example_url: str, database_url: str) -> str:
+    """compose's or the README's DATABASE_URL, with its scheme, pointed at `database_url`."""
     local = urlsplit(database_url)
-    return urlunsplit((urlsplit(compose_url).scheme, local.netloc, local.path, "", ""))
+    return urlunsplit((urlsplit(example_url).scheme, local.netloc, local.path, "", ""))
 
 
 def image_port(podman: Podman, image: str) -> int:
