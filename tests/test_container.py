@@ -90,7 +90,7 @@ class Server:
     require: Callable[[], None]
     """Skips the test without the host's server (fails in CI)."""
     throwaway: Callable[[], AbstractContextManager[str]]
-    """An empty database on the host's server, and its URL."""
+    """An empty database on the host's server, and the URL of an account the app may use it by."""
 
 
 SERVERS = {
