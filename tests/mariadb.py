@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mariadb://tests:tests@127.0.0.1:3306/mysql")
 """A server account that may create and drop databases and users (the generated tests make a
@@ -86,6 +86,30 @@ def throwaway_database() -> Iterator[str]:
         yield SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         client(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@contextmanager
+def throwaway_account(url: str) -> Iterator[str]:
+    """Yield `url` as an account of its own that may do anything in that database and nothing
+    elsewhere; drop the account afterwards.
+
+    The account a generated project's README has created, and the one the `mariadb` image makes
+    for `MARIADB_USER` (whose grant escapes `_`, a wildcard in a database name, as this does).
+    """
+    parsed = urlsplit(url)
+    database = parsed.path.lstrip("/")
+    name, password = f"template_test_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    escaped = database.replace("_", "\\_")
+    created = _client(
+        f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}';"
+        f" GRANT ALL ON `{escaped}`.* TO '{name}'@'%'"
+    )
+    assert created.returncode == 0, created.stderr
+    try:
+        netloc = f"{name}:{password}@{parsed.hostname}:{parsed.port or 3306}"
+        yield urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
+    finally:
+        _client(f"DROP USER IF EXISTS '{name}'@'%'")
 
 
 def query(url: str, sql: str) -> str:

@@ -1,19 +1,22 @@
 """The generated Dockerfile and compose.yaml, built and run with podman (see tests/containers.py).
 
 Every combination's Dockerfile passes hadolint and its compose file wires the services in order.
-One PostgreSQL and one SQLite combination are built into images and run twice: as the README's
-deploy section says (a one-off migration container, then the server), and as compose runs its
-services, with the local PostgreSQL server standing in for compose's `db` service.
+Combinations of each database are built into images and run twice: as the README's deploy section
+says (a one-off migration container, then the server), and as compose runs its services, with the
+host's PostgreSQL or MariaDB server standing in for compose's `db` service (see `SERVERS`).
 """
 
 from __future__ import annotations
 
 import graphlib
 import json
+import os
 import re
+import shutil
+import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from tests import postgres
+from tests import mariadb, postgres
 from tests.containers import (
     Podman,
     base_image,
@@ -38,7 +41,7 @@ from tests.serving import request
 
 pytestmark = pytest.mark.matrix
 
-# Both databases, both SQLAlchemy modes and both key types, in two images.
+# Every database, both SQLAlchemy modes and both key types, in four images.
 IMAGE_COMBINATIONS = [
     {"database": "postgresql", "sqlalchemy_mode": "async", "primary_key": "uuid"},
     {"database": "sqlite", "sqlalchemy_mode": "sync", "primary_key": "int"},
@@ -49,6 +52,8 @@ IMAGE_COMBINATIONS = [
         "driver": "psycopg",
         "primary_key": "int",
     },
+    # asyncmy is the one compiled driver wheel of MariaDB's; the key type does not matter here.
+    {"database": "mariadb", "sqlalchemy_mode": "async", "primary_key": "int"},
 ]
 
 MIGRATE = ("alembic", "upgrade", "head")
@@ -56,6 +61,63 @@ READY = "/health/ready"
 LIVE = "/health/live"
 SQLITE_DATA = "/app/data"
 """Where the SQLite image keeps its database file (its DATABASE_URL points there)."""
+
+
+@contextmanager
+def mariadb_database() -> Iterator[str]:
+    """An empty database and an account that may use it alone, as the README has them created."""
+    with mariadb.throwaway_database() as url, mariadb.throwaway_account(url) as account:
+        yield account
+
+
+@dataclass(frozen=True)
+class Server:
+    """A database server: how compose's `db` service runs it, and the host's that stands in."""
+
+    image: str
+    """compose's `db` image, before its tag..."""
+    port: int
+    """...and the port it listens on."""
+    healthcheck: str
+    """The program in the `db` service's healthcheck."""
+    user: str
+    """The `db` service's variable that names the account the app connects as..."""
+    default_user: str | None
+    """...and that account without it: none for MariaDB's image, so never root."""
+    password: str
+    database: str
+    """The variables of the account's password and of the database the image creates."""
+    require: Callable[[], None]
+    """Skips the test without the host's server (fails in CI)."""
+    throwaway: Callable[[], AbstractContextManager[str]]
+    """An empty database on the host's server, and the URL of an account the app may use it by."""
+
+
+SERVERS = {
+    "postgresql": Server(
+        image="postgres",
+        port=5432,
+        healthcheck="pg_isready",
+        user="POSTGRES_USER",
+        default_user="postgres",
+        password="POSTGRES_PASSWORD",
+        database="POSTGRES_DB",
+        require=postgres.require_server,
+        throwaway=postgres.throwaway_database,
+    ),
+    "mariadb": Server(
+        image="mariadb",
+        port=3306,
+        healthcheck="healthcheck.sh",
+        user="MARIADB_USER",
+        default_user=None,
+        password="MARIADB_PASSWORD",
+        database="MARIADB_DATABASE",
+        require=mariadb.require_server,
+        throwaway=mariadb_database,
+    ),
+}
+"""The databases with a server; an SQLite project has none (no `db` service)."""
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
@@ -73,17 +135,20 @@ def test_container_files_pass_hadolint_and_order_the_services(
     services = load_compose(project / "compose.yaml")["services"]
     assert services["migrate"]["command"] == list(MIGRATE)
     conditions = {"migrate": "service_completed_successfully"}
-    if answers["database"] == "postgresql":
+    server = SERVERS.get(answers["database"])
+    if server is not None:
         conditions["db"] = "service_healthy"
-        assert services["db"]["image"].startswith("postgres:")
-        assert "pg_isready" in services["db"]["healthcheck"]["test"]
+        db = services["db"]
+        assert db["image"].startswith(server.image + ":")
+        assert server.healthcheck in db["healthcheck"]["test"]
         assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-    elif answers["database"] == "mariadb":
-        conditions["db"] = "service_healthy"
-        assert services["db"]["image"].startswith("mariadb:")
-        assert "healthcheck.sh" in services["db"]["healthcheck"]["test"]
-        assert services["db"]["environment"]["MARIADB_USER"] == "my_service"
-        assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+        names_db(services["app"]["environment"]["DATABASE_URL"], db, server)
+        # The project's CI starts the same image, checked by the same program (its job runs in
+        # tests/test_project_ci.py).
+        workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+        (service,) = workflow["jobs"]["test"]["services"].values()
+        assert service["image"] == db["image"]
+        assert f'--health-cmd "{server.healthcheck} ' in service["options"]
     else:
         assert set(services) == {"migrate", "app"}
         for name in ("migrate", "app"):
@@ -91,6 +156,66 @@ def test_container_files_pass_hadolint_and_order_the_services(
     assert services["app"]["depends_on"] == {
         name: {"condition": condition} for name, condition in conditions.items()
     }
+
+
+def test_the_readmes_mariadb_accounts_reach_their_database_alone(tmp_path: Path) -> None:
+    """The README's blocks that create the database and its account, run as written on the host's
+    server: the example's server and admin replaced by it and the tests' account, the names by the
+    test's own. In a grant's database name `_` matches any character unless escaped."""
+    mariadb.require_server()
+    project = render(
+        tmp_path / "my-service",
+        tasks=False,
+        database="mariadb",
+        sqlalchemy_mode="async",
+        primary_key="int",
+    )
+    blocks = re.findall(r"```sh\n(.*?)```", (project / "README.md").read_text(), re.DOTALL)
+    setups = [block for block in blocks if "CREATE USER" in block]
+    assert len(setups) == 2, setups  # a local server's, and the deploy section's
+
+    server = urlsplit(mariadb.SERVER_URL)
+    client = shutil.which("mariadb")
+    assert client is not None
+    wrapper = tmp_path / "bin" / "mariadb"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {client} --host={server.hostname} --port={server.port or 3306}"
+        f' --user={server.username} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = os.environ | {"PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    env["MYSQL_PWD"] = server.password or ""
+
+    for setup in setups:
+        # `my_service` names the database (and the local account); `user` the deploy account.
+        name = f"template_test_{uuid.uuid4().hex[:8]}"
+        script = setup.replace("sudo mariadb", "mariadb")
+        script = script.replace("-h db.example.com -u admin -p", "")
+        script = script.replace("my\\_service", name.replace("_", "\\_"))
+        script = script.replace("my_service", name).replace("'user'@", f"'{name}_user'@")
+        assert re.findall(r"^mariadb\b", script, re.MULTILINE) == ["mariadb"], script
+        account = re.search(r"CREATE USER '(\w+)'@'%' IDENTIFIED BY '(\w+)'", script)
+        assert account is not None, script
+        user, password = account.groups()
+        # A database whose name matches `name` if its `_` were a wildcard.
+        neighbour = name.replace("_", "x", 1)
+        mariadb.query(mariadb.SERVER_URL, f"CREATE DATABASE `{neighbour}`")
+        try:
+            result = subprocess.run(
+                ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            own = f"mariadb://{user}:{password}@{server.hostname}:{server.port or 3306}/{name}"
+            mariadb.query(own, "CREATE TABLE t (i INT)")
+            with pytest.raises(AssertionError, match="denied"):
+                mariadb.query(own.rsplit("/", 1)[0] + f"/{neighbour}", "CREATE TABLE t (i INT)")
+        finally:
+            mariadb.query(
+                mariadb.SERVER_URL,
+                f"DROP DATABASE IF EXISTS `{neighbour}`; DROP DATABASE IF EXISTS `{name}`;"
+                f" DROP USER IF EXISTS '{user}'@'%'",
+            )
 
 
 @dataclass(frozen=True)
@@ -121,8 +246,8 @@ def built(
     python_base: str,
 ) -> Iterator[Built]:
     answers: dict[str, str] = request.param
-    if answers["database"] == "postgresql":
-        postgres.require_server()
+    if server := SERVERS.get(answers["database"]):
+        server.require()
     folder = tmp_path_factory.mktemp(combination_id(answers))
     project = render(folder / "my-service", **answers)
     # The build installs exactly what is locked (`uv sync --frozen`).
@@ -137,10 +262,12 @@ def built(
 
 @contextmanager
 def database_for(built: Built, podman: Podman) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
-    """Yield the environment and volumes that give a container a fresh, empty database."""
-    if built.answers["database"] == "postgresql":
-        with postgres.throwaway_database() as url:
-            yield {"DATABASE_URL": url}, {}
+    """Yield the environment and volumes that give a container a fresh, empty database: the
+    README's DATABASE_URL, pointed at the host's server, or a volume for SQLite's file."""
+    if server := SERVERS.get(built.answers["database"]):
+        readme_url = deploy_database_url(built.project, server)
+        with server.throwaway() as url:
+            yield {"DATABASE_URL": point_at(readme_url, url)}, {}
     else:
         volume = f"template-test-{uuid.uuid4().hex[:12]}"
         podman("volume", "create", volume)
@@ -213,21 +340,24 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
         for dependency, condition in needs.items()
         if condition["condition"] == "service_completed_successfully"
     }
+    server = SERVERS.get(built.answers["database"])
+    assert ("db" in services) == (server is not None), set(services)
     with ExitStack() as stack:
         database_url = None
-        if "db" in services:
-            database_url = stack.enter_context(postgres.throwaway_database())
+        if server is not None:
+            database_url = stack.enter_context(server.throwaway())
         volumes: dict[str, str] = {}  # compose's volume name: podman's
 
         started = {}
         for name in graphlib.TopologicalSorter(dependencies).static_order():
             if name == "db":
-                continue  # the local PostgreSQL server, with a database of its own, stands in
+                continue  # the host's server, with a database (and account) of its own, stands in
             service = services[name]
             assert service["image"] == services["app"]["image"]  # one image, built once
             env = dict(service.get("environment", {}))
-            if database_url is not None:
-                env["DATABASE_URL"] = point_at(env["DATABASE_URL"], services["db"], database_url)
+            if server is not None and database_url is not None:
+                names_db(env["DATABASE_URL"], services["db"], server)
+                env["DATABASE_URL"] = point_at(env["DATABASE_URL"], database_url)
             mounts = {}
             for mount in service.get("volumes", []):
                 source, target = mount.split(":")
@@ -261,15 +391,33 @@ def test_compose_services_run_in_order_in_the_image(built: Built, podman: Podman
         assert status == 201, user
 
 
-def point_at(compose_url: str, db: Mapping[str, Any], database_url: str) -> str:
-    """Check that compose's DATABASE_URL names its `db` service; point it at `database_url`."""
+def names_db(compose_url: str, db: Mapping[str, Any], server: Server) -> None:
+    """Check that compose's DATABASE_URL names its `db` service, on the port its image listens on,
+    with the account and the database the image creates from the service's environment."""
     url, settings = urlsplit(compose_url), db["environment"]
     assert url.hostname == "db", compose_url
-    assert url.username == settings.get("POSTGRES_USER", "postgres"), compose_url
-    assert url.password == settings["POSTGRES_PASSWORD"], compose_url
-    assert url.path == "/" + settings["POSTGRES_DB"], compose_url
+    assert url.port == server.port, compose_url
+    assert url.username == settings.get(server.user, server.default_user), compose_url
+    assert url.password == settings[server.password], compose_url
+    assert url.path == "/" + settings[server.database], compose_url
+
+
+def deploy_database_url(project: Path, server: Server) -> str:
+    """The DATABASE_URL of the README's `docker run` commands (the migration's and the server's),
+    checked to name the example's server on the port its kind listens on."""
+    readme = (project / "README.md").read_text()
+    urls = set(re.findall(r"^docker run .*-e DATABASE_URL=(\S+) ", readme, re.MULTILINE))
+    assert len(urls) == 1, urls
+    (url,) = urls
+    assert urlsplit(url).hostname == "db.example.com", url
+    assert urlsplit(url).port == server.port, url
+    return url
+
+
+def point_at(example_url: str, database_url: str) -> str:
+    """compose's or the README's DATABASE_URL, with its scheme, pointed at `database_url`."""
     local = urlsplit(database_url)
-    return urlunsplit((url.scheme, local.netloc, local.path, "", ""))
+    return urlunsplit((urlsplit(example_url).scheme, local.netloc, local.path, "", ""))
 
 
 def image_port(podman: Podman, image: str) -> int:
