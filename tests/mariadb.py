@@ -100,7 +100,7 @@ def throwaway_account(url: str) -> Iterator[str]:
     database = parsed.path.lstrip("/")
     name, password = f"template_test_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     escaped = database.replace("_", "\\_")
-    created = _client(
+    created = client(
         f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}';"
         f" GRANT ALL ON `{escaped}`.* TO '{name}'@'%'"
     )
@@ -109,7 +109,7 @@ def throwaway_account(url: str) -> Iterator[str]:
         netloc = f"{name}:{password}@{parsed.hostname}:{parsed.port or 3306}"
         yield urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
     finally:
-        _client(f"DROP USER IF EXISTS '{name}'@'%'")
+        client(f"DROP USER IF EXISTS '{name}'@'%'")
 
 
 def query(url: str, sql: str) -> str:
