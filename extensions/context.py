@@ -7,6 +7,7 @@ more entry in the tables below.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -99,12 +100,16 @@ class Container:
     """The CI service container's name."""
     ci_environment: tuple[tuple[str, str], ...]
     """The CI service container's environment."""
-    ci_health_cmd: str
     ci_port: int
     ci_test_url: str
     """TEST_DATABASE_URL in CI: an account that may create and drop databases."""
     ci_database_url: str
     """DATABASE_URL of the CI step that migrates an empty database."""
+
+    @property
+    def ci_health_cmd(self) -> str:
+        """Compose's health check as the CI service container's `--health-cmd`: the same check."""
+        return " ".join(json.loads(self.health_test)[1:])
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,6 @@ POSTGRESQL_SERVER = Server(
         data_path="/var/lib/postgresql/data",
         ci_service="postgres",
         ci_environment=(("POSTGRES_PASSWORD", "postgres"), ("POSTGRES_DB", "{name}")),
-        ci_health_cmd="pg_isready --username postgres",
         ci_port=5432,
         ci_test_url="postgresql://postgres:postgres@127.0.0.1:5432/postgres",
         ci_database_url="postgresql://postgres:postgres@127.0.0.1:5432/{name}",
@@ -245,7 +249,6 @@ MARIADB_SERVER = Server(
         data_path="/var/lib/mysql",
         ci_service="mariadb",
         ci_environment=(("MARIADB_ROOT_PASSWORD", "root"), ("MARIADB_DATABASE", "{name}")),
-        ci_health_cmd="healthcheck.sh --connect --innodb_initialized",
         ci_port=3306,
         ci_test_url="mariadb://root:root@127.0.0.1:3306/mysql",
         ci_database_url="mariadb://root:root@127.0.0.1:3306/{name}",
