@@ -220,7 +220,7 @@ def main() -> None:
                     f"fixed rates from {baseline} (req/s): "
                     + ", ".join(f"{r} {n}" for r, n in baseline_rates.items())
                 )
-                fixed_rate_rounds(apps, args, rates)
+            fixed_rate_rounds(apps, args, rates)
             # After the load runs, so that they have the machine to themselves.
             matrix_times = [] if args.matrix == "none" else time_matrix(args.matrix == "all")
             text = report(apps, args, state, rates, copier_times, matrix_times, command)
