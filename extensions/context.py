@@ -298,9 +298,12 @@ class Database:
     is the column whose value is taken."""
     pool_names: tuple[str, str]
     """The `pool` label of the metrics of each pool: the read-write one, and the one that reads."""
+    migration_lint: str | None = None
+    """How `migrations/lint.py` refuses revisions that lock a live table for long: "squawk" (a
+    maintained linter, `migration_linter`) or "rules" (a rule set of its own, where no linter reads
+    this database's SQL); None where schema changes cannot run beside the service anyway."""
     migration_linter: str | None = None
-    """The PyPI requirement of the linter that refuses revisions locking a live table for long
-    (`migrations/lint.py`), or None where schema changes cannot run beside the service anyway."""
+    """The PyPI requirement of the linter of `migration_lint` "squawk" (a dev dependency)."""
     server: Server | None = None
     """What the server's own SQL says, or None for a database file."""
     port: int = 0
@@ -504,6 +507,7 @@ DATABASES: dict[str, Database] = {
         missing_table=MissingTable("42P01"),
         # The constraint's name, from the naming convention `uq_<table>_<column>` (models.Base).
         unique_violation=r"unique constraint \Wuq_[a-z0-9]+_(?P<field>\w+)",
+        migration_lint="squawk",
         migration_linter="squawk-cli>=2.70",
         server=POSTGRESQL_SERVER,
         port=5432,
@@ -519,6 +523,7 @@ DATABASES: dict[str, Database] = {
         pooled=True,
         clock_has_microseconds=True,
         names_primary_keys=False,
+        migration_lint="rules",
         drivers={
             ("async", "asyncmy"): Driver(
                 "asyncmy",
