@@ -101,10 +101,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--fixed-rate-share",
         type=float,
-        default=0.2,
+        default=0.1,
         help="after the load at saturation, load every app at this share of its database "
         f"server's reference app's median req/s per route ({BASELINES['postgresql']}, "
-        f"{BASELINES['mariadb']}) with loadtest (default 0.2, a rate every app sustains; 0 turns "
+        f"{BASELINES['mariadb']}) with loadtest (default 0.1, a rate every app sustains; 0 turns "
         "the fixed-rate rounds off)",
     )
     parser.add_argument("--seed-users", type=int, default=1000)
