@@ -26,9 +26,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _pytest.mark.structures import ParameterSet
@@ -143,10 +144,9 @@ class Database:
     """What the checks need of one database server: its revisions of each kind, and how to see
     what they did and who they waited for."""
 
-    require_server: Callable[[], None]
-    throwaway_database: Callable[[], AbstractContextManager[str]]
-    transaction_left_open: Callable[[str, str], AbstractContextManager[str]]
-    """Holds a transaction open on the database at a URL; gives the session's id."""
+    server: ModuleType
+    """`tests.postgres` or `tests.mariadb`: the server, its throwaway databases, and a transaction
+    held open (`transaction_left_open`, which gives the session's id)."""
     query: Callable[[str, str], str]
     key_types: dict[str, str]
     """The type of the primary keys, per key answer, as the revisions write it."""
@@ -165,9 +165,7 @@ class Database:
 
 DATABASES = {
     "postgresql": Database(
-        require_server=postgres.require_server,
-        throwaway_database=postgres.throwaway_database,
-        transaction_left_open=postgres.transaction_left_open,
+        server=postgres,
         query=psql,
         key_types={"uuid": "sa.Uuid()", "int": "sa.BigInteger()"},
         index_and_foreign_key=POSTGRESQL_INDEX_AND_FOREIGN_KEY,
@@ -190,9 +188,7 @@ DATABASES = {
         ),
     ),
     "mariadb": Database(
-        require_server=mariadb.require_server,
-        throwaway_database=mariadb.throwaway_database,
-        transaction_left_open=mariadb.transaction_left_open,
+        server=mariadb,
         query=mariadb.query,
         key_types={"uuid": "UUID", "int": "BIGINT"},
         index_and_foreign_key=MARIADB_INDEX_AND_FOREIGN_KEY,
@@ -260,7 +256,7 @@ def project(
     request: pytest.FixtureRequest, projects: Callable[[dict[str, str]], Project]
 ) -> Project:
     answers: dict[str, str] = request.param
-    DATABASES[answers["database"]].require_server()
+    DATABASES[answers["database"]].server.require_server()
     return projects(answers)
 
 
@@ -403,7 +399,7 @@ def test_migrations_behind_a_long_transaction_fail_no_request_of_a_loaded_servic
 ) -> None:
     config = next_release(project, tmp_path)
     database = project.database
-    with database.throwaway_database() as url:
+    with database.server.throwaway_database() as url:
         env = {
             "DATABASE_URL": url,
             "MIGRATION_LOCK_TIMEOUT": MIGRATION_LOCK_TIMEOUT,
@@ -412,7 +408,7 @@ def test_migrations_behind_a_long_transaction_fail_no_request_of_a_loaded_servic
         run(venv_program(project.path, "alembic"), "upgrade", "head", cwd=project.path, env=env)
         with production_server(project.path, {"DATABASE_URL": url}) as server:
             with steady_load(server) as load:
-                report = database.transaction_left_open(url, "SELECT count(*) FROM users")
+                report = database.server.transaction_left_open(url, "SELECT count(*) FROM users")
                 with report as blocker:
                     # Index, foreign key and validation take no lock the reader of users holds.
                     indexed = alembic(project, config, env, "upgrade", INDEX_AND_FOREIGN_KEY)
@@ -445,7 +441,7 @@ def test_without_the_safeguards_the_same_migration_makes_requests_fail_at_their_
     behind the transaction, and every request on users waits behind it, until its own timeout."""
     config = next_release(project, tmp_path)
     database = project.database
-    with database.throwaway_database() as url:
+    with database.server.throwaway_database() as url:
         env = {"DATABASE_URL": url, "MIGRATION_LOCK_TIMEOUT": database.no_lock_limit}
         run(venv_program(project.path, "alembic"), "upgrade", "head", cwd=project.path, env=env)
         with (
@@ -453,7 +449,7 @@ def test_without_the_safeguards_the_same_migration_makes_requests_fail_at_their_
             steady_load(server) as load,
         ):
             indexed = alembic(project, config, env, "upgrade", INDEX_AND_FOREIGN_KEY)
-            with database.transaction_left_open(url, "SELECT count(*) FROM users"):
+            with database.server.transaction_left_open(url, "SELECT count(*) FROM users"):
                 upgrade = ("-c", str(config), "upgrade", COLUMN)
                 migrator = subprocess.Popen(
                     (venv_program(project.path, "alembic"), *upgrade),
