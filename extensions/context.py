@@ -38,6 +38,8 @@ class Driver:
     error_code_attribute: str = "sqlite_errorname"
     """The attribute of the driver's exception (SQLAlchemy's `DBAPIError.orig`) holding the
     database's error code; `args`: the error number is its first argument (MySQL protocol)."""
+    threads: bool = False
+    """Whether the driver runs each connection's calls on a thread of its own (aiosqlite)."""
     session_settings: str = ""
     """How the server's per-session limits reach a new connection: `server_settings` (asyncpg's
     startup parameters), `options` (libpq's `-c name=value`) or `init_command` (a statement the
@@ -602,7 +604,9 @@ DATABASES: dict[str, Database] = {
         clock_has_microseconds=False,
         names_primary_keys=True,
         drivers={
-            ("async", "aiosqlite"): Driver("aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21"),
+            ("async", "aiosqlite"): Driver(
+                "aiosqlite", "sqlite+aiosqlite", "aiosqlite>=0.21", threads=True
+            ),
             ("sync", "sqlite3"): Driver("sqlite3", "sqlite+pysqlite", ""),
         },
         default_drivers={"async": "aiosqlite", "sync": "sqlite3"},
@@ -892,8 +896,8 @@ def chosen_driver(context: dict[str, Any]) -> str:
 
 
 class ContextUpdater(ContextHook):
-    """Adds `db`, `driver`, `mode`, `pk`, `metrics_kit`, `tracing_kit` and the async/await
-    prefixes to the rendering context."""
+    """Adds `db`, `driver`, `mode`, `pk`, `metrics_kit`, `tracing_kit`, `request_threads` and the
+    async/await prefixes to the rendering context."""
 
     def hook(self, context: dict[str, Any]) -> None:
         if not context.keys() >= ANSWERS:
@@ -911,6 +915,8 @@ class ContextUpdater(ContextHook):
             pk=pk,
             metrics_kit=METRICS[context["metrics"]],
             tracing_kit=TRACING[context["tracing"]],
+            # Whether threads do the requests' work: sync path operations, or the driver's calls.
+            request_threads=not mode.is_async or driver.threads,
             # What `Mapped[...]` says of key columns in the models.
             key_annotation=db.integer_key if pk.annotation == "int" else pk.annotation,
             async_=mode.async_,
